@@ -11,7 +11,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from workspace import (
     ROOT,
     forbidden_imports,
@@ -60,7 +59,9 @@ def test_project_imports_no_other_project(project):
 @pytest.mark.parametrize("project", PROJECTS, ids=lambda path: path.name)
 def test_project_manifest_depends_on_no_other_project(project):
     dependencies = read_manifest(project)["project"].get("dependencies", [])
-    names = {dep.replace(">", " ").replace("=", " ").replace("[", " ").split()[0] for dep in dependencies}
+    names = {
+        dep.replace(">", " ").replace("=", " ").replace("[", " ").split()[0] for dep in dependencies
+    }
     assert names & (PROJECT_NAMES - {project.name}) == set()
 
 
@@ -81,7 +82,9 @@ def test_import_check_sees_plain_from_and_dynamic_imports(tmp_path):
 def test_every_cli_answers_help(command):
     executable = BIN / command
     assert executable.exists(), f"{command} is not installed; run `make setup`"
-    result = subprocess.run([str(executable), "--help"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(executable), "--help"], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower()
 

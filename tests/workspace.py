@@ -31,12 +31,16 @@ def layout_problems(project: Path) -> list[str]:
         "tests",
         *(f"configs/{scale}.yaml" for scale in SCALES),
     ]
-    problems += [f"{name}: missing {relative}" for relative in required if not (project / relative).exists()]
+    problems += [
+        f"{name}: missing {relative}" for relative in required if not (project / relative).exists()
+    ]
     if (project / "pyproject.toml").exists():
         manifest = read_manifest(project)
         scripts = manifest.get("project", {}).get("scripts", {})
         if scripts.get(name, "").split(":")[0] != f"{name}.cli":
-            problems.append(f"{name}: pyproject.toml must declare the script `{name} = \"{name}.cli:main\"`")
+            problems.append(
+                f'{name}: pyproject.toml must declare the script `{name} = "{name}.cli:main"`'
+            )
         dependencies = manifest.get("project", {}).get("dependencies", [])
         if not any(dep.split()[0].split(">")[0].split("=")[0] == "shared" for dep in dependencies):
             problems.append(f"{name}: pyproject.toml must depend on `shared`")
@@ -57,7 +61,9 @@ def imported_top_level_modules(source_root: Path) -> list[ImportEdge]:
         tree = ast.parse(file.read_text(), filename=str(file))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                edges += [ImportEdge(file, node.lineno, alias.name.split(".")[0]) for alias in node.names]
+                edges += [
+                    ImportEdge(file, node.lineno, alias.name.split(".")[0]) for alias in node.names
+                ]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 edges.append(ImportEdge(file, node.lineno, node.module.split(".")[0]))
             elif (

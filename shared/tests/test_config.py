@@ -41,7 +41,9 @@ def test_defaults_then_file_then_overrides(tmp_path):
 def test_unknown_key_in_a_file_names_the_key_and_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("optim:\n  learning_rate: 0.1\n")
-    with pytest.raises(ConfigError, match=r"unknown config key 'optim.learning_rate' in .*bad.yaml"):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'optim.learning_rate' in .*bad.yaml"
+    ):
         load_config(TrainConfig, path)
 
 
@@ -58,7 +60,7 @@ def test_wrong_type_names_the_key(override):
 
 
 def test_override_without_equals_sign_is_rejected():
-    with pytest.raises(ConfigError, match="key.sub=value"):
+    with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(TrainConfig, None, ["epochs"])
 
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -78,8 +79,12 @@ def test_check_reports_altered_and_unlisted_files(tmp_path):
 
 
 def test_rebuilding_from_the_full_mirror_reproduces_the_embedded_subsets(tmp_path):
-    # runs where PAPERSTACK_DATA names a full copy of the offline mirror
+    # runs where PAPERSTACK_DATA names a full copy of the offline mirror, or where the
+    # mirror sits beside the repository (the layout of paperstack's development machines)
     mirror = data_root()
+    beside = Path(__file__).resolve().parents[3] / "shared" / "data"
+    if not (mirror / "coco-mini").is_dir() and (beside / "coco-mini").is_dir():
+        mirror = beside
     if (
         not (mirror / "cifar10" / "cifar10-jpg.zip").is_file()
         or not (mirror / "coco-mini").is_dir()

@@ -165,7 +165,7 @@ def test_knn_rejects_bad_input_with_the_fix():
 
 def test_linear_probe_equals_sklearn_logistic_regression_with_c_one_over_lambda_n():
     train_x, train_y = _clusters(seed=10, num_samples=200)
-    test_x, test_y = _clusters(seed=11, num_samples=100)
+    test_x, _ = _clusters(seed=11, num_samples=100)
     weight_decay = 1e-2
     probe = fit_linear_probe(
         torch.tensor(train_x), torch.tensor(train_y), weight_decay=weight_decay

@@ -74,7 +74,9 @@ def test_markdown_table_rounds_floats_and_escapes_pipes():
 def test_report_gathers_results_and_relinks_plots(tmp_path):
     run = Run.start("tico", "reproduce-smoke", Config(), root=tmp_path)
     run.write_results({"passed": True}, "# TiCo\n\n![curve](curve.png)\n")
-    report = gather_report(tmp_path, "smoke", [("tico", "reproduce-smoke"), ("vcr", "reproduce-smoke")])
+    report = gather_report(
+        tmp_path, "smoke", [("tico", "reproduce-smoke"), ("vcr", "reproduce-smoke")]
+    )
     text = report.read_text()
     assert "![curve](tico/reproduce-smoke/curve.png)" in text
     assert "## TiCo" in text  # headings demoted under the project's section

@@ -63,8 +63,11 @@ def _verify_data() -> int:
         print(f"embedded data in {EMBEDDED_ROOT} has problems:", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
-        print("restore the files with `git checkout -- shared/src/shared/embedded` or rebuild "
-              "them with `uv run shared rebuild-data --from <mirror>`", file=sys.stderr)
+        print(
+            "restore the files with `git checkout -- shared/src/shared/embedded` or rebuild "
+            "them with `uv run shared rebuild-data --from <mirror>`",
+            file=sys.stderr,
+        )
         return 1
     files = embedded_manifest()
     total = sum(entry["bytes"] for entry in files.values())
@@ -77,8 +80,11 @@ def _rebuild_data(mirror: Path, out: Path | None, check_only: bool) -> int:
     from shared.data.locations import EMBEDDED_ROOT
 
     if not mirror.is_dir():
-        print(f"error: --from {mirror} is not a folder; pass the folder with the full "
-              "datasets (laid out like the offline mirror)", file=sys.stderr)
+        print(
+            f"error: --from {mirror} is not a folder; pass the folder with the full "
+            "datasets (laid out like the offline mirror)",
+            file=sys.stderr,
+        )
         return 2
     if not check_only:
         rebuild(mirror, out or EMBEDDED_ROOT)
@@ -92,11 +98,15 @@ def _rebuild_data(mirror: Path, out: Path | None, check_only: bool) -> int:
             if p.is_file() and "__pycache__" not in p.parts
         }
     differing = sorted(
-        str(path) for path in set(rebuilt) | set(embedded) if rebuilt.get(path) != embedded.get(path)
+        str(path)
+        for path in set(rebuilt) | set(embedded)
+        if rebuilt.get(path) != embedded.get(path)
     )
     if differing:
-        print("rebuilt subsets differ from the embedded ones in: " + ", ".join(differing),
-              file=sys.stderr)
+        print(
+            "rebuilt subsets differ from the embedded ones in: " + ", ".join(differing),
+            file=sys.stderr,
+        )
         return 1
     print(f"rebuilt {len(rebuilt)} files: identical to the embedded subsets, bit for bit")
     return 0
@@ -107,9 +117,7 @@ def _report(scale: str, runs: Path | None) -> int:
     from shared.runs import runs_root
 
     root = runs or runs_root()
-    projects = sorted(
-        path.parent.name for path in Path("projects").glob("*/pyproject.toml")
-    )
+    projects = sorted(path.parent.name for path in Path("projects").glob("*/pyproject.toml"))
     sections = [("shared", "selfcheck")]
     sections += [(project, reproduction_folder_name(scale)) for project in projects]
     report = gather_report(root, scale, sections)

@@ -1,4 +1,4 @@
-"""The command-line shape every project shares: ``<project> <command> --config <yaml> [key=value ...]``.
+"""The command-line shape of every project: ``<project> <command> --config <yaml> [k=v ...]``.
 
 A project's ``cli.py`` builds its subcommands with :func:`command_parser` and loads its
 typed config with :func:`load_command_config`::

@@ -66,8 +66,7 @@ def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
     for override in overrides:
         if "=" not in override or override.startswith("="):
             raise ConfigError(
-                f"override {override!r} is not of the form key.sub=value (for example "
-                "optim.lr=0.1)"
+                f"override {override!r} is not of the form key.sub=value (for example optim.lr=0.1)"
             )
     try:
         return OmegaConf.from_dotlist(list(overrides))

@@ -1,4 +1,4 @@
-"""Device and precision selection, seeding, threads, and a timer and memory report for benchmarks."""
+"""Device and precision selection, seeding, threads, and a timer and memory report."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed python, numpy and torch (all devices); optionally ask torch for deterministic kernels."""
+    """Seed python, numpy and torch (all devices); optionally ask for deterministic kernels."""
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
     os.environ["PYTHONHASHSEED"] = str(seed)

@@ -49,30 +49,65 @@ def _dataset_rows() -> tuple[list[dict], dict]:
             data = load()
         except Exception as error:  # a self-check reports every failure, then fails overall
             log.error("%s: %s", name, error)
-            rows.append({"dataset": name, "origin": "-", "size": "-", "expected": "-",
-                         "ok": f"no: {type(error).__name__}"})
+            rows.append(
+                {
+                    "dataset": name,
+                    "origin": "-",
+                    "size": "-",
+                    "expected": "-",
+                    "ok": f"no: {type(error).__name__}",
+                }
+            )
             return
         origin = getattr(data, "origin", "") or (locate(spec).origin if spec else "")
         actual, wanted = size(data), expected(origin)
         loaded[name] = data
-        rows.append({"dataset": name, "origin": origin, "size": actual, "expected": wanted,
-                     "ok": "yes" if actual == wanted else "no"})
+        rows.append(
+            {
+                "dataset": name,
+                "origin": origin,
+                "size": actual,
+                "expected": wanted,
+                "ok": "yes" if actual == wanted else "no",
+            }
+        )
 
     check("CIFAR-10 train images", lambda: load_cifar10("train"), len, _sizes(50_000, 5_000))
     check("CIFAR-10 test images", lambda: load_cifar10("test"), len, _sizes(10_000, 1_000))
     check("ML-100K interactions", load_ml100k, len, _sizes(100_000, 100_000))
-    check("DiffRec ML-1M clean train pairs", lambda: load_diffrec("ml-1m_clean"),
-          lambda d: len(d.train), _sizes(403_277, 403_277))
-    check("GSM8K test problems", lambda: load_gsm8k("test"), len, _sizes(1_319, 1_319),
-          gsm8k_spec("test"))
-    check("MATH500 problems", lambda: load_math("test500"), len, _sizes(500, 500),
-          math_spec("test500"))
-    check("COCO-mini captions (train + val)",
-          lambda: load_coco_captions("train") + load_coco_captions("val"),
-          lambda d: sum(len(image.captions) for image in d), _sizes(795, 795),
-          coco_captions_spec("train"))
-    check("Douban CTR samples", lambda: load_ctr_samples("douban"), lambda d: len(d.frame),
-          _sizes(3_000, 3_000))
+    check(
+        "DiffRec ML-1M clean train pairs",
+        lambda: load_diffrec("ml-1m_clean"),
+        lambda d: len(d.train),
+        _sizes(403_277, 403_277),
+    )
+    check(
+        "GSM8K test problems",
+        lambda: load_gsm8k("test"),
+        len,
+        _sizes(1_319, 1_319),
+        gsm8k_spec("test"),
+    )
+    check(
+        "MATH500 problems",
+        lambda: load_math("test500"),
+        len,
+        _sizes(500, 500),
+        math_spec("test500"),
+    )
+    check(
+        "COCO-mini captions (train + val)",
+        lambda: load_coco_captions("train") + load_coco_captions("val"),
+        lambda d: sum(len(image.captions) for image in d),
+        _sizes(795, 795),
+        coco_captions_spec("train"),
+    )
+    check(
+        "Douban CTR samples",
+        lambda: load_ctr_samples("douban"),
+        lambda d: len(d.frame),
+        _sizes(3_000, 3_000),
+    )
     return rows, loaded
 
 
@@ -96,14 +131,19 @@ def _metric_rows() -> list[dict]:
     seen = interaction_matrix([0], [0], 1, 5)
     relevant = interaction_matrix([0, 0], [2, 4], 1, 5)
     ranking = topk_ranking_metrics(scores, seen, relevant, ks=(2,))
-    ranking_all = topk_ranking_metrics(scores, seen, relevant, ks=(2,), recall_denominator="relevant")
+    ranking_all = topk_ranking_metrics(
+        scores, seen, relevant, ks=(2,), recall_denominator="relevant"
+    )
     ndcg = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
     # two well separated classes: every neighbour vote is right
     features = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     labels = torch.tensor([0, 0, 1, 1])
     checks = [
-        ("accuracy", accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]),
-                              torch.tensor([1, 0, 0])), 2 / 3),
+        (
+            "accuracy",
+            accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([1, 0, 0])),
+            2 / 3,
+        ),
         ("weighted kNN accuracy", knn_accuracy(features, labels, features, labels, k=2), 1.0),
         ("Recall@2 (min(K, |R|))", ranking["recall@2"], 0.5),
         ("Recall@2 (|R|)", ranking_all["recall@2"], 0.5),
@@ -112,14 +152,23 @@ def _metric_rows() -> list[dict]:
         ("AUC", auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]), 0.75),
         ("LogLoss", log_loss([1, 0], [0.8, 0.3]), -(math.log(0.8) + math.log(0.7)) / 2),
         # user a: AUC 1 over 2 impressions; user b: AUC 0.5 over 4; (2*1 + 4*0.5) / 6
-        ("GAUC", gauc([0, 1, 0, 1, 1, 0], [0.1, 0.9, 0.3, 0.3, 0.8, 0.8],
-                      ["a", "a", "b", "b", "b", "b"])["gauc"], 4 / 6),
+        (
+            "GAUC",
+            gauc(
+                [0, 1, 0, 1, 1, 0], [0.1, 0.9, 0.3, 0.3, 0.8, 0.8], ["a", "a", "b", "b", "b", "b"]
+            )["gauc"],
+            4 / 6,
+        ),
         ("image-text R@1", image_text_recall(torch.eye(3), [0, 1, 2], ks=(1,))["t2i_r1"], 100.0),
         ("math answer 1/2 = 0.5", float(answers_match("\\frac{1}{2}", "0.5")), 1.0),
     ]
     return [
-        {"metric": name, "value": float(value), "expected": float(expected),
-         "ok": "yes" if math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-9) else "no"}
+        {
+            "metric": name,
+            "value": float(value),
+            "expected": float(expected),
+            "ok": "yes" if math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-9) else "no",
+        }
         for name, value, expected in checks
     ]
 
@@ -134,7 +183,12 @@ def _plot(loaded: dict, path: Path) -> None:
     cifar = loaded.get("CIFAR-10 train images")
     if cifar is not None:
         spread = torch.arange(32) * (len(cifar) // 32)  # the subset is ordered by class
-        grid = cifar.images[spread].reshape(4, 8, 3, 32, 32).permute(0, 3, 1, 4, 2).reshape(128, 256, 3)
+        grid = (
+            cifar.images[spread]
+            .reshape(4, 8, 3, 32, 32)
+            .permute(0, 3, 1, 4, 2)
+            .reshape(128, 256, 3)
+        )
         axes[0].imshow(grid.numpy())
         axes[0].set_title(f"CIFAR-10 train ({cifar.origin}), 32 spread over classes")
         axes[0].axis("off")
@@ -160,24 +214,27 @@ def run_selfcheck(runs_root: Path | None = None) -> bool:
     metric_rows = _metric_rows()
     _plot(loaded, run.path / "data.png")
     passed = all(row["ok"] == "yes" for row in dataset_rows + metric_rows)
-    markdown = "\n".join([
-        "# Data and metric self-checks",
-        "",
-        f"All checks passed: **{'yes' if passed else 'no'}**. Sizes are those of the embedded "
-        "subsets unless `PAPERSTACK_DATA` points at the full files (origin `data-dir`).",
-        "",
-        "## Datasets",
-        "",
-        markdown_table(dataset_rows),
-        "",
-        "## Metrics on hand-computed inputs",
-        "",
-        markdown_table(metric_rows, digits=6),
-        "",
-        "![data](data.png)",
-    ])
-    run.write_results({"passed": passed, "datasets": dataset_rows, "metrics": metric_rows},
-                      markdown)
+    markdown = "\n".join(
+        [
+            "# Data and metric self-checks",
+            "",
+            f"All checks passed: **{'yes' if passed else 'no'}**. Sizes are those of the embedded "
+            "subsets unless `PAPERSTACK_DATA` points at the full files (origin `data-dir`).",
+            "",
+            "## Datasets",
+            "",
+            markdown_table(dataset_rows),
+            "",
+            "## Metrics on hand-computed inputs",
+            "",
+            markdown_table(metric_rows, digits=6),
+            "",
+            "![data](data.png)",
+        ]
+    )
+    run.write_results(
+        {"passed": passed, "datasets": dataset_rows, "metrics": metric_rows}, markdown
+    )
     for row in dataset_rows + metric_rows:
         log.info("%-35s %s", row.get("dataset") or row.get("metric"), row["ok"])
     return passed
