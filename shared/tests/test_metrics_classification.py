@@ -227,3 +227,21 @@ def test_linear_probe_rejects_non_integer_labels_and_nan_features():
         fit_linear_probe(torch.randn(4, 2), torch.tensor([0.0, 1.0, 0.0, 1.0]))
     with pytest.raises(ValueError, match="NaN or infinite"):
         fit_linear_probe(torch.tensor([[float("nan"), 0.0]]), torch.tensor([0]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_knn_and_linear_probe_on_cuda_agree_with_cpu():
+    train_x, train_y = _clusters(seed=15, num_samples=120)
+    test_x, test_y = _clusters(seed=16, num_samples=60)
+    cpu = [torch.tensor(a) for a in (train_x, train_y, test_x, test_y)]
+    cuda = [tensor.cuda() for tensor in cpu]
+    assert knn_accuracy(*cuda, k=10) == knn_accuracy(*cpu, k=10)
+    probe = fit_linear_probe(cuda[0], cuda[1], weight_decay=1e-2)
+    assert probe.weight.is_cuda
+    assert linear_probe_accuracy(*cuda, weight_decay=1e-2) == linear_probe_accuracy(
+        *cpu, weight_decay=1e-2
+    )
+    assert accuracy(probe.logits(cuda[2]), cuda[3], top_k=2) == accuracy(
+        probe.logits(cuda[2]).cpu(), cpu[3], top_k=2
+    )

@@ -188,3 +188,16 @@ def test_ranking_rejects_empty_and_inconsistent_input():
         topk_ranking_metrics(torch.full((1, 6), float("nan")), train, test, ks=(1,))
     with pytest.raises(ValueError, match="recall_denominator must be"):
         topk_ranking_metrics(scores, train, test, ks=(1,), recall_denominator="k")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_scores_on_cuda_with_interactions_on_cpu_give_the_cpu_numbers():
+    scores, train, test = _random_case(seed=4, num_users=30)
+    expected = topk_ranking_metrics(scores, train.to_sparse(), test.to_sparse(), ks=(2, 5))
+    on_cuda = topk_ranking_metrics(
+        scores.cuda(), train.to_sparse(), test.to_sparse(), ks=(2, 5), batch_size=7
+    )
+    assert on_cuda == pytest.approx(expected, abs=1e-12)
+    all_cuda = topk_ranking_metrics(scores.cuda(), train.cuda(), test.cuda(), ks=(2, 5))
+    assert all_cuda == pytest.approx(expected, abs=1e-12)

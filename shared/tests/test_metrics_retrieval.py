@@ -81,3 +81,13 @@ def test_retrieval_rejects_images_without_captions_and_empty_input():
         image_text_recall(torch.rand(2, 3), [0, 1])
     with pytest.raises(ValueError, match="NaN or infinite"):
         image_text_recall(torch.tensor([[float("nan"), 0.0]]), [0, 0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_recalls_on_cuda_equal_the_cpu_recalls():
+    rng = np.random.default_rng(1)
+    text_to_image = torch.tensor(rng.permutation(np.repeat(np.arange(20), 5)))
+    similarity = torch.tensor(rng.random(size=(20, 100))).float()
+    expected = image_text_recall(similarity, text_to_image)
+    assert image_text_recall(similarity.cuda(), text_to_image, batch_size=8) == expected

@@ -39,9 +39,11 @@ def stable_topk(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     reach the top k (everything >= the k-th largest value) are sorted.
     """
     # everything at least as large as the k-th value can enter the top k
-    kth_value = values.topk(k, dim=-1).values[..., -1:]
+    candidate_values, candidate_indices = values.topk(k, dim=-1)
+    kth_value = candidate_values[..., -1:]
     width = int((values >= kth_value).sum(dim=-1).max())
-    candidate_values, candidate_indices = values.topk(width, dim=-1)
+    if width > k:  # ties straddle the cut: widen it to every value tied with the k-th
+        candidate_values, candidate_indices = values.topk(width, dim=-1)
 
     # order the candidates by index, then stably by value, so ties keep index order
     by_index = candidate_indices.argsort(dim=-1)
@@ -49,6 +51,13 @@ def stable_topk(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     candidate_indices = candidate_indices.gather(-1, by_index)
     by_value = candidate_values.argsort(dim=-1, descending=True, stable=True)[..., :k]
     return candidate_values.gather(-1, by_value), candidate_indices.gather(-1, by_value)
+
+
+def _as_ids(ids: torch.Tensor | np.ndarray | Sequence[int]) -> torch.Tensor:
+    """A flat long tensor on the CPU from a tensor, an array or a list of ids."""
+    if not isinstance(ids, torch.Tensor):
+        ids = torch.as_tensor(np.asarray(ids))
+    return ids.long().flatten().cpu()
 
 
 def interaction_matrix(
@@ -59,10 +68,10 @@ def interaction_matrix(
 ) -> torch.Tensor:
     """A (num_users, num_items) sparse COO bool matrix, True at each (user, item) pair.
 
-    Repeated pairs collapse into one interaction.
+    Repeated pairs collapse into one interaction. The matrix is built on the CPU; the
+    metrics move each batch of rows to the device of the scores.
     """
-    users = torch.as_tensor(np.asarray(users)).long().flatten()
-    items = torch.as_tensor(np.asarray(items)).long().flatten()
+    users, items = _as_ids(users), _as_ids(items)
     if len(users) != len(items):
         raise ValueError(f"users and items differ in length: {len(users)} != {len(items)}")
     if len(users) and (int(users.min()) < 0 or int(users.max()) >= num_users):
@@ -148,7 +157,9 @@ def topk_ranking_metrics(
     interaction matrices (see :func:`interaction_matrix`). Training items get score -inf
     before ranking and are never relevant. Among equal scores the lower item index ranks
     first. Users without a relevant test item are left out of the means; the result counts
-    them as ``users_skipped`` next to ``users_evaluated``.
+    them as ``users_skipped`` next to ``users_evaluated``. (DiffRec's code instead averages
+    over all users, a user without test items scoring 0: multiply by users_evaluated /
+    (users_evaluated + users_skipped) to compare with it.)
     """
     # validate the cut-offs and the interaction matrices
     ks = sorted({int(k) for k in ks})

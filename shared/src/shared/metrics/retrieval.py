@@ -55,7 +55,9 @@ def image_text_recall(
         raise ValueError("similarity holds NaN or infinite values; check the embeddings")
     num_images, num_texts = similarity.shape
     device = similarity.device
-    text_to_image = torch.as_tensor(np.asarray(text_to_image)).long().flatten().to(device)
+    if not isinstance(text_to_image, torch.Tensor):
+        text_to_image = torch.as_tensor(np.asarray(text_to_image))
+    text_to_image = text_to_image.long().flatten().to(device)
     if len(text_to_image) != num_texts:
         raise ValueError(
             f"text_to_image has {len(text_to_image)} entries for {num_texts} texts; "
