@@ -91,8 +91,18 @@ class ImageClassificationData:
 
 
 def _unpack_python_tarball(archive: Path, root: Path) -> None:
+    target = (root / "cifar10").resolve()
     with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(root / "cifar10", filter="data")
+        # only plain files and folders inside the target (what tarfile's "data" filter
+        # enforces; the filter itself needs Python >= 3.11.4, so it is checked here by hand)
+        for member in tar.getmembers():
+            destination = (target / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or not destination.is_relative_to(target):
+                raise CorruptDataError(
+                    f"{archive} holds {member.name!r}, which is not a plain file inside the "
+                    "archive's folder; delete the file and download it again"
+                )
+        tar.extractall(target)
 
 
 OFFICIAL_DOWNLOAD = Download(
