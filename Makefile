@@ -10,6 +10,9 @@ PYTEST_WORKERS ?= 2
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --no-sync
 export UV
+# Python must be free to cache bytecode: without it every test worker and command
+# recompiles torch, transformers and trl on import (tens of seconds each).
+unexport PYTHONDONTWRITEBYTECODE
 PROJECTS := $(patsubst projects/%/pyproject.toml,%,$(wildcard projects/*/pyproject.toml))
 
 .PHONY: help setup test test-slow lint format bench reproduce clean \
