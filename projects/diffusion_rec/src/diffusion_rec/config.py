@@ -1,0 +1,252 @@
+"""Typed configuration of every command, with the DiffRec authors' ML-1M settings as defaults.
+
+Sources: the paper (Wang et al., SIGIR 2023) and the hyper-parameters its released code
+(YiyanXu/DiffRec, ``*/inference.py``) names for ``ml-1m_clean``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MODELS = ("diffrec", "tdiffrec", "ldiffrec", "ltdiffrec", "mostpop", "ease", "multvae")
+DIFFUSION_MODELS = ("diffrec", "tdiffrec", "ldiffrec", "ltdiffrec")
+
+
+@dataclass
+class DataConfig:
+    # ml-1m_clean | ml-1m_noisy | any DiffRec-format folder under $PAPERSTACK_DATA/diffrec/
+    dataset: str = "ml-1m_clean"
+    source: str = "auto"  # auto | full | embedded (shared's data lookup)
+
+
+@dataclass
+class DiffusionConfig:
+    steps: int = 40  # T; ML-1M clean, DiffRec inference.py
+    noise_schedule: str = "linear-var"  # linear | linear-var | cosine; DiffRec default
+    noise_scale: float = 0.005  # ML-1M clean, DiffRec inference.py
+    noise_min: float = 0.005  # ML-1M clean
+    noise_max: float = 0.01  # ML-1M clean (L-DiffRec uses 0.02)
+    mean_type: str = "x0"  # x0 | eps; the paper predicts x0
+    reweight: bool = True  # SNR-difference weighting of the per-step loss (Sec. 3.3)
+    fix_first_beta: bool = True  # beta_1 = 1e-5, as DiffRec's code does (L-DiffRec's does not)
+    timestep_sampling: str = "importance"  # importance | uniform; DiffRec's code: importance
+    history_per_step: int = 10  # losses kept per step for importance sampling
+    uniform_prob: float = 0.001  # uniform share of the importance distribution
+    noise_steps: int = 0  # T': forward steps applied before inference (sampling_steps)
+    reverse_steps: int | None = None  # reverse steps at inference; None: all T (the paper)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"diffusion.steps must be >= 1, got {self.steps}")
+        if self.mean_type not in ("x0", "eps"):
+            raise ValueError(f"diffusion.mean_type must be 'x0' or 'eps', got {self.mean_type!r}")
+        if self.timestep_sampling not in ("importance", "uniform"):
+            raise ValueError(
+                "diffusion.timestep_sampling must be 'importance' or 'uniform', got "
+                f"{self.timestep_sampling!r}"
+            )
+        if not 0 <= self.noise_steps <= self.steps:
+            raise ValueError(
+                f"diffusion.noise_steps must lie in [0, steps={self.steps}], got {self.noise_steps}"
+            )
+        if self.reverse_steps is not None and not 1 <= self.reverse_steps <= self.steps:
+            raise ValueError(
+                f"diffusion.reverse_steps must lie in [1, steps={self.steps}] or be null, got "
+                f"{self.reverse_steps}"
+            )
+
+
+@dataclass
+class DenoiserConfig:
+    dims: list[int] = field(default_factory=lambda: [200, 600])  # ML-1M clean checkpoint name
+    emb_size: int = 10  # timestep embedding size, DiffRec --emb_size
+    dropout: float = 0.5  # input dropout of DiffRec's DNN
+    norm: bool = False  # DiffRec --norm
+
+
+@dataclass
+class LatentConfig:
+    """L-DiffRec (Sec. 3.4): k-means item clusters, a VAE encoder each, latent diffusion."""
+
+    clusters: int = 2  # n_cate, ML-1M clean checkpoint name
+    latent_dim: int = 300  # in_dims [300]: total latent width, split by cluster size
+    decoder_dims: list[int] = field(default_factory=list)  # out_dims []: one linear decoder
+    activation: str = "tanh"  # act_func
+    dropout: float = 0.1  # encoder input dropout
+    reparam: bool = True  # variational encoder (sample during training)
+    lr: float = 0.001  # lr1, autoencoder
+    weight_decay: float = 0.0  # wd1
+    lamda: float = 0.03  # weight of the ELBO against the VAE loss, ML-1M clean
+    anneal_cap: float = 0.005  # lamda decays linearly to this ...
+    anneal_steps: int = 500  # ... over this many epochs
+    vae_anneal_cap: float = 0.3  # KL weight grows linearly to this ...
+    vae_anneal_steps: int = 200  # ... over this many batches
+    kmeans_seed: int = 0
+
+
+@dataclass
+class TemporalConfig:
+    """T-DiffRec (Sec. 3.5): interaction weights linear in time from w_min to w_max."""
+
+    w_min: float = 0.1  # T-DiffRec's default --w_min
+    w_max: float = 1.0  # T-DiffRec's default --w_max
+
+
+@dataclass
+class EASEConfig:
+    l2: float = 500.0  # L2 weight of EASE (Steck 2019); a common ML-1M value, not tuned here
+
+
+@dataclass
+class MultVAEConfig:
+    hidden_dims: list[int] = field(default_factory=lambda: [600, 200])  # Liang et al. 2018
+    dropout: float = 0.5
+    total_anneal_steps: int = 20000  # KL weight reaches anneal_cap after this many batches
+    anneal_cap: float = 0.2
+    lr: float = 0.001
+    batch_size: int = 500
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 0.001  # DiffRec lr (L-DiffRec lr2 for the denoiser: 5e-4)
+    weight_decay: float = 0.0
+    batch_size: int = 400
+    max_epochs: int = 1000  # DiffRec's upper limit; early stopping ends runs sooner
+    eval_every: int = 5  # epochs between validations, as DiffRec's code
+    early_stop_epochs: int = 20  # stop after this many epochs without a better valid Recall@20
+    eval_batch_size: int = 2048  # users ranked at once
+    seed: int = 1  # DiffRec's random_seed
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None  # torch CPU threads; None: all this process may use
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("train.batch_size and train.eval_batch_size must be >= 1")
+        if self.eval_every < 1 or self.max_epochs < 1:
+            raise ValueError("train.eval_every and train.max_epochs must be >= 1")
+        if self.early_stop_epochs < self.eval_every:
+            raise ValueError(
+                f"train.early_stop_epochs ({self.early_stop_epochs}) must be >= train.eval_every "
+                f"({self.eval_every})"
+            )
+
+
+@dataclass
+class ParityConfig:
+    """Switches that reproduce the released code where we correct it."""
+
+    # The released argparse declares --reweight (and --norm, --sampling_noise) with type=bool,
+    # and bool("0") is True: reweighting cannot be switched off. True reproduces that.
+    bool_flags_from_strings: bool = False
+    # Recall@K denominator for model selection: min(K, |R|) (ours) or |R| (released code).
+    # Reports always carry both.
+    recall_denominator: str = "min"
+
+    def __post_init__(self) -> None:
+        if self.recall_denominator not in ("min", "relevant"):
+            raise ValueError(
+                "parity.recall_denominator must be 'min' or 'relevant', got "
+                f"{self.recall_denominator!r}"
+            )
+
+
+@dataclass
+class ExperimentConfig:
+    """What `reproduce` runs."""
+
+    datasets: list[str] = field(default_factory=lambda: ["ml-1m_clean", "ml-1m_noisy"])
+    models: list[str] = field(default_factory=lambda: list(MODELS))
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    # dotted overrides applied per dataset and per model (the authors' settings differ)
+    dataset_overrides: dict[str, list[str]] = field(default_factory=dict)
+    model_overrides: dict[str, list[str]] = field(default_factory=dict)
+    sweep_steps: list[int] = field(default_factory=lambda: [5, 10, 20, 40, 80])
+    sweep_noise_scales: list[float] = field(default_factory=lambda: [0.001, 0.005, 0.01, 0.05])
+    sweep_epochs: int = 30  # epochs per sweep point
+    sweep_noise_steps: int | None = None  # T of the noise-scale sweep; None: diffusion.steps
+    # smoke assertion: DiffRec's test Recall@20 must beat most-popular's
+    assert_beats_mostpop: bool = True
+
+
+@dataclass
+class SequentialConfig:
+    """SASRec vs DreamRec on ML-100K by time, and DreamRec-generated augmentation."""
+
+    enabled: bool = True
+    max_len: int = 50  # history length (ML-100K histories have a median of 65 ratings)
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    lr: float = 0.001
+    batch_size: int = 128
+    max_epochs: int = 100
+    eval_every: int = 5
+    patience_evals: int = 4  # stop after this many validations without a better Recall@20
+    # Limitation: shorter than the chains DreamRec reports; keeps generation cheap on CPUs
+    steps: int = 100
+    p_uncond: float = 0.1  # DreamRec's probability of training without guidance
+    guidance_weight: float = 2.0  # DreamRec's classifier-free guidance w
+    augment: bool = True  # run the augmentation experiment
+    augment_max_history: int = 20  # users with at most this many training items ...
+    augment_extra: int = 2  # ... get this many generated items appended
+
+
+@dataclass
+class ContentConfig:
+    """Preference-conditioned image diffusion on CIFAR-10 (content presentation)."""
+
+    enabled: bool = False
+    epochs: int = 20
+    judge_epochs: int = 10
+    width: int = 32  # UNet base channels
+    steps: int = 200  # DDPM training steps
+    inference_steps: int = 50
+    per_category: int = 10  # images generated per preferred category
+    limit: int | None = None  # use only the first `limit` training images
+
+
+@dataclass
+class BenchConfig:
+    # checkout of YiyanXu/DiffRec outside this repository; "" reads $DIFFREC_RELEASED_CODE
+    released_code: str = ""
+    # epochs for both implementations (each also stops after 20 epochs without gain);
+    # 20 keeps `make bench` near half an hour on 2 cores, 1000 is the authors' full run
+    epochs: int = 20
+    timeout_s: int = 1800
+    recbole: bool = True
+    recbole_epochs: int = 100
+
+
+@dataclass
+class Config:
+    name: str = "train"  # run folder name under runs/diffusion_rec/
+    model: str = "diffrec"  # one of MODELS
+    data: DataConfig = field(default_factory=DataConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    ease: EASEConfig = field(default_factory=EASEConfig)
+    multvae: MultVAEConfig = field(default_factory=MultVAEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    parity: ParityConfig = field(default_factory=ParityConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    sequential: SequentialConfig = field(default_factory=SequentialConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
+    scale: str = "smoke"  # smoke | cpu | paper: labels reports
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        unknown = [m for m in self.experiment.models if m not in MODELS]
+        if unknown:
+            raise ValueError(
+                f"experiment.models has unknown models {unknown}; choose from {MODELS}"
+            )
+        if self.scale not in ("smoke", "cpu", "paper"):
+            raise ValueError(f"scale must be smoke, cpu or paper, got {self.scale!r}")

@@ -1,0 +1,43 @@
+"""Reading the released code's log, and the command that runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diffusion_rec.bench import parse_released_log, released_command
+from diffusion_rec.config import Config
+
+RELEASED_LOG = """\
+Runing Epoch 001 train loss 12.3 costs 00: 00: 07
+Runing Epoch 002 train loss 11.0 costs 00: 00: 06
+[Valid]: Precision: 0.1-0.2 Recall: 0.05-0.1 NDCG: 0.04-0.06 MRR: 0.1-0.1
+[Test]: Precision: 0.1-0.2 Recall: 0.09-0.16 NDCG: 0.08-0.1 MRR: 0.1-0.1
+Runing Epoch 003 train loss 10.0 costs 00: 01: 05
+End. Best Epoch 002
+[Valid]: Precision: 0.1-0.2 Recall: 0.0505-0.1007 NDCG: 0.0401-0.0602 MRR: 0.1-0.1
+[Test]: Precision: 0.1-0.2 Recall: 0.1007-0.1697 NDCG: 0.0862-0.1094 MRR: 0.1-0.1
+"""
+
+
+def test_released_log_gives_epoch_times_and_the_best_metrics():
+    parsed = parse_released_log(RELEASED_LOG)
+    assert parsed["epoch_seconds"] == [7, 6, 65]
+    assert parsed["best_epoch"] == 2
+    assert parsed["test"] == {
+        "recall_rel@10": 0.1007,
+        "recall_rel@20": 0.1697,
+        "ndcg@10": 0.0862,
+        "ndcg@20": 0.1094,
+    }
+    assert parsed["valid"]["recall_rel@20"] == 0.1007
+
+
+def test_released_command_uses_the_authors_ml1m_settings():
+    command = released_command(Config(), Path("/tmp/x"), Path("/data/ml-1m_clean"))
+    assert "--steps=40" in command
+    assert "--noise_scale=0.005" in command
+    assert "--noise_min=0.005" in command
+    assert "--noise_max=0.01" in command
+    assert "--dims=[200,600]" in command
+    assert "--batch_size=400" in command
+    assert "--lr=0.001" in command

@@ -1,0 +1,1 @@
+"""TiCo: transformation invariance and covariance contrast (Zhu et al., 2022)."""
