@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from shared.config import load_config
-from shared.data.locations import EMBEDDED_ROOT
 from tico.config import TiCoConfig
 
 PROJECT = Path(__file__).resolve().parents[1]
 CONFIGS = PROJECT / "configs"
-
-# The embedded CIFAR-10 subset ships with `shared`; while it is absent, fall back to the
-# offline mirror that sits beside the repository (/work/shared/data on these machines).
-_MIRROR = PROJECT.parents[2] / "shared" / "data"
-if (
-    not (EMBEDDED_ROOT / "cifar10" / "cifar10-jpg.zip").exists()
-    and "PAPERSTACK_DATA" not in os.environ
-) and (_MIRROR / "cifar10" / "cifar10-jpg.zip").exists():
-    os.environ["PAPERSTACK_DATA"] = str(_MIRROR)
 
 TINY = [
     "data.dataset=cifar10",

@@ -22,7 +22,8 @@ T = TypeVar("T")
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """Log to stderr through rich (readable beside progress bars) at ``level``."""
+    """Log to stderr through rich at ``level``, so stdout carries only a command's output."""
+    from rich.console import Console
     from rich.logging import RichHandler
 
     numeric = getattr(logging, level.upper(), None)
@@ -32,7 +33,7 @@ def setup_logging(level: str = "INFO") -> None:
         level=numeric,
         format="%(name)s: %(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
         force=True,
     )
 
