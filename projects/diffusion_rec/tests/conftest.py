@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusion_rec.data import RecData, from_splits
 
+from diffusion_rec.data import RecData, from_splits
 from shared.data.movielens import InteractionSplits, load_diffrec
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusion_rec.data import dense_rows, from_splits, temporal_weights
 
+from diffusion_rec.data import dense_rows, from_splits, temporal_weights
 from shared.data.locations import CorruptDataError
 from shared.data.movielens import InteractionSplits
 

@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from diffusion_rec.config import DiffusionConfig
 from diffusion_rec.diffrec import FIRST_BETA, build_diffusion
 from diffusion_rec.diffusion import GaussianDiffusion, linear_variance_betas, noise_schedule_betas
-from torch import nn
 
 
 def test_linear_schedule_betas_are_evenly_spaced_between_the_scaled_bounds():

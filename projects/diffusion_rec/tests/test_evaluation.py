@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+
 from diffusion_rec.data import RecData
 from diffusion_rec.evaluation import RankingAccumulator, evaluate
-
 from shared.metrics import interaction_matrix
 
 

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from diffusion_rec.baselines import EASE, MostPopular, MultVAE
 from diffusion_rec.config import Config, DiffusionConfig
 from diffusion_rec.denoiser import DiffRecDenoiser, sinusoidal_embedding
 from diffusion_rec.latent import ClusteredVAE, cluster_items, latent_widths
-
 from shared.config import ConfigError, load_config
 from shared.metrics import interaction_matrix
 

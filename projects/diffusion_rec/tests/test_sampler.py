@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from diffusion_rec.diffusion import ImportanceTimestepSampler
 
 

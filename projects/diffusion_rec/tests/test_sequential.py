@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from diffusion_rec.sequential import (
     DreamRec,
     SASRec,
@@ -97,6 +98,7 @@ def test_preference_conditioned_image_model_trains_and_generates_uint8_images():
 
 def test_rescaled_ddpm_schedule_leaves_almost_no_signal_at_the_last_step():
     from diffusers import DDPMScheduler
+
     from diffusion_rec.sequential import ddpm_linear_betas
 
     for steps in (20, 100, 1000):

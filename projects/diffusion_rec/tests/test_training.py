@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from diffusion_rec.cli import main
 from diffusion_rec.config import Config
 from diffusion_rec.training import build_model, fit_and_evaluate
-
 from shared.runs import Run
 
 

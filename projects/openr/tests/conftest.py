@@ -6,6 +6,7 @@ import re
 
 import pytest
 import torch
+
 from openr.engine import Completion
 
 

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from openr.aggregation import aggregate_steps, majority_vote, select_answer
 
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from openr import arith
 from openr.tasks import ArithTask, FileTask, GSM8KTask, MathTask, Problem, load_task
 

@@ -1,6 +1,7 @@
 """The openr command line: config validation and one-line errors for bad input."""
 
 import pytest
+
 from openr.cli import main
 from openr.config import OpenRConfig, SearchConfig
 

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from transformers import LlamaForCausalLM
+
 from openr.arith import arith_tokenizer
 from openr.engine import SamplingConfig, StopAtText, TokenCounter, TransformersEngine, cut_at_stop
 from openr.sft import small_llama_config
-from transformers import LlamaForCausalLM
 
 PROMPTS = ["<|user|>1+2\n<|assistant|>", "<|user|>12+7-3+9\n<|assistant|>"]
 

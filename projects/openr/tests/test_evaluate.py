@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from openr.arith import arith_tokenizer, canonical_steps
 from openr.config import SearchConfig
 from openr.engine import Completion

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from openr.arith import arith_tokenizer, canonical_steps, step_truth
 from openr.engine import Completion, TokenCounter
 from openr.labels import generate_labels, label_quality, monte_carlo_labels, read_labels

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from openr.mcts import MCTS, ChildProposal, Node, most_visited_path, puct, select_leaf
 
 # root -> A, B (equal priors); A -> A1, A2; B -> B1 (a finished solution), B2

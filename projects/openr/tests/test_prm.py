@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from transformers import LlamaForCausalLM, LlamaForTokenClassification
+
 from openr.arith import STEP_TAG, arith_tokenizer
 from openr.engine import TokenCounter
 from openr.prm import (
@@ -13,7 +15,6 @@ from openr.prm import (
 )
 from openr.sft import small_llama_config
 from openr.tasks import ArithTask, GSM8KTask, Problem
-from transformers import LlamaForCausalLM, LlamaForTokenClassification
 
 TASK = ArithTask()
 PROBLEMS = [Problem("a", "1+2*3", "9"), Problem("b", "4-1", "3"), Problem("c", "2*2+5", "9")]

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from openr.config import OpenRConfig
 from openr.experiment import reproduce
-
 from shared.config import load_config
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"

@@ -1,6 +1,7 @@
 """Beam search, DVTS and MCTS bookkeeping with a scripted policy and scorer."""
 
 import pytest
+
 from openr.arith import arith_tokenizer
 from openr.engine import TokenCounter
 from openr.search import (

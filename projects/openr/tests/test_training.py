@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from openr.arith import ArithDifficulty
 from openr.models import chat_prompt, load_model, load_tokenizer
 from openr.prm import TokenClassificationPRM

@@ -1,6 +1,7 @@
 """The vLLM adapter against vLLM's real classes (runs where the optional vLLM is installed)."""
 
 import pytest
+
 from openr.engine import SamplingConfig
 
 vllm = pytest.importorskip("vllm", reason="vLLM is an optional GPU install (see README)")
@@ -25,8 +26,9 @@ def test_sampling_params_carry_our_arguments():
 
 
 def test_request_outputs_become_completions_with_finish_reasons_and_tokens():
-    from openr.vllm_engine import to_completions
     from vllm.outputs import CompletionOutput, RequestOutput
+
+    from openr.vllm_engine import to_completions
 
     outputs = [
         CompletionOutput(
