@@ -1,15 +1,40 @@
-"""Benchmark: our DiffRec against the authors' released code (and RecBole's DiffRec) in one run.
+"""Benchmark: our DiffRec against the authors' released code and RecBole's DiffRec in one run.
 
 Same split (ML-1M clean), same hyper-parameters (the authors' ML-1M settings), same
 machine, one after the other. Measured: wall-clock time per training epoch, time to the best
 validation Recall@20, total time, peak resident memory, and the test metrics under the
-released code's Recall definition (hits / |R|), which is the only one it prints.
+released code's Recall definition (hits / |R|), which is the only one it prints. RecBole's
+Recall has the same |R| denominator (``np.cumsum(hits) / pos_len``), and its NDCG is the
+usual one (ideal DCG over min(K, |R|) items), so the three rows compare like with like.
 
 The released code is never copied into this repository: ``bench.released_code`` points at a
 checkout of YiyanXu/DiffRec kept elsewhere (e.g. a temporary folder). It needs two
 compatibility shims to run on today's libraries, installed only for its process through a
 ``sitecustomize`` module: SciPy removed ``spmatrix.A`` (the code densifies with ``.A``),
 and it imports ``bottleneck`` without using it.
+
+RecBole (``recbole`` on PyPI, ``recbole.model.general_recommender.diffrec.DiffRec``) runs in
+its own process too, so its time and peak memory are measured the same way. How it is
+installed, and why not in the workspace's ``bench`` dependency group: ``recbole`` 1.2.1
+requires ``ray<=2.6.3`` (a ~60 MB wheel with no build for Python >= 3.12, so the lock would
+carry a group that cannot install there) and pins ``colorama==0.4.4``, which a group would
+force on every project of the one universal lock. A separate virtual environment would
+need its own torch: ours is a 2.x CUDA build of several GB. Instead ``run_recbole``
+installs RecBole and the few small packages it imports that we lack (``RECBOLE_PACKAGES``,
+pinned, ``--no-deps``) with ``uv pip install --target`` into a cache folder outside the
+repository (``bench.recbole_site``, default ``~/.cache/paperstack/recbole-<version>``) on
+first use, and runs it on this interpreter with that folder on ``PYTHONPATH``: RecBole then
+uses exactly our torch, numpy, scipy and pandas. ray is never imported: a small driver
+(written to a temporary folder at run time) repeats ``recbole.quick_start.run_recbole``'s
+steps without importing ``recbole.quick_start`` (whose only extra is ray), times every
+training epoch and validation, and prints one JSON line. ``bench.recbole_python`` instead
+names an interpreter whose own environment has recbole. Two shims, in a ``sitecustomize``
+for RecBole's process only: numpy 2 removed ``np.float_``/``np.complex_``/``np.unicode_``
+that RecBole's ``Config`` aliases, and torch >= 2.6 loads checkpoints weights-only while
+RecBole's own checkpoint pickles its ``Config``. RecBole reads DiffRec's exact split:
+three atomic files ``<dataset>.{train,valid,test}.inter`` with ``benchmark_filename`` (no
+re-split, no filtering), and the driver checks that the pairs RecBole built, mapped back
+to our ids, are the files' pairs.
 """
 
 from __future__ import annotations
@@ -20,6 +45,7 @@ import logging
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -189,6 +215,10 @@ def bench(config: Config) -> dict[str, Any]:
     before = _cpu_seconds(resource.RUSAGE_SELF)
     ours = fit_and_evaluate(ours_config)
     ours["cpu_seconds"] = round(_cpu_seconds(resource.RUSAGE_SELF) - before, 1)
+    # ours runs first in this process, so its high-water mark is ours (Linux: KiB)
+    ours.setdefault(
+        "peak_rss_mb", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    )
     report: dict[str, Any] = {"ours": ours, "released": None, "recbole": None}
     released_code = config.bench.released_code or os.environ.get("DIFFREC_RELEASED_CODE", "")
     if released_code:
@@ -246,15 +276,26 @@ def bench(config: Config) -> dict[str, Any]:
         rows.append(
             _row(
                 "RecBole DiffRec",
-                recbole.get("seconds_per_epoch"),
-                None,
+                recbole["seconds_per_epoch"],
+                recbole.get("seconds_to_best"),
                 recbole["seconds_total"],
-                None,
+                recbole["peak_rss_mb"],
                 recbole["test"],
-                recbole.get("epochs"),
+                recbole["epochs"],
             )
         )
         ratios["time ours/recbole (total)"] = ours["seconds_fit"] / recbole["seconds_total"]
+        ratios["cpu time ours/recbole"] = ours["cpu_seconds"] / max(recbole["cpu_seconds"], 1e-9)
+        if recbole.get("seconds_to_best"):
+            ratios["time ours/recbole (to best)"] = (
+                ours["seconds_to_best"] / recbole["seconds_to_best"]
+            )
+        ratios["time ours/recbole (per epoch)"] = ours["seconds_per_epoch"] / max(
+            recbole["seconds_per_epoch"], 1e-9
+        )
+        ratios["recall_rel@20 ours - recbole"] = (
+            ours["test"]["recall_rel@20"] - recbole["test"]["recall_rel@20"]
+        )
     report["ratios"] = ratios
     markdown = "\n".join(
         [
@@ -290,14 +331,363 @@ def _row(name, per_epoch, to_best, total, peak, test, epochs) -> dict[str, Any]:
     }
 
 
-def run_recbole(config: Config) -> dict[str, Any] | None:
-    """RecBole's DiffRec on the same split, if the ``recbole`` package is installed."""
-    try:
-        import recbole  # noqa: F401
-    except ImportError:
-        log.warning("recbole is not installed (uv sync --group bench): skipping RecBole")
+# --- RecBole's DiffRec -------------------------------------------------------------------
+
+# RecBole and the few small packages it imports that our environment lacks. Installed with
+# --no-deps next to (not into) our environment, so RecBole runs on our torch, numpy, scipy,
+# pandas and scikit-learn; ray (hyper-parameter tuning only), plotly and hyperopt are left
+# out: the driver below never imports recbole.quick_start, the only module that needs ray.
+RECBOLE_VERSION = "1.2.1"
+RECBOLE_PACKAGES = (
+    f"recbole=={RECBOLE_VERSION}",
+    "colorlog==4.7.2",  # pinned by recbole
+    "colorama==0.4.4",  # pinned by recbole
+    "texttable==1.7.2",
+    "tabulate==0.10.0",
+    "thop==0.1.1.post2209072238",
+    # torch.utils.tensorboard, which RecBole's Trainer always opens
+    "tensorboard==2.21.0",
+    "protobuf==7.36.2",
+    "absl-py==2.5.1",
+)
+
+# run only inside RecBole's process (PYTHONPATH), never imported by this package
+_RECBOLE_SITECUSTOMIZE = """
+import functools
+import numpy as np
+# RecBole's Config.compatibility_settings() reads aliases numpy 2 removed
+for old, new in (("float_", "float64"), ("complex_", "complex128"), ("unicode_", "str_")):
+    if old not in np.__dict__:
+        setattr(np, old, getattr(np, new))
+import torch
+# torch >= 2.6 loads weights only by default; RecBole's own checkpoint pickles its Config
+_load = torch.load
+@functools.wraps(_load)
+def _load_full(*args, **kwargs):
+    kwargs.setdefault("weights_only", False)
+    return _load(*args, **kwargs)
+torch.load = _load_full
+"""
+
+# written next to the atomic files and run by RecBole's interpreter: the steps of
+# recbole.quick_start.run_recbole (without ray's import and the FLOPs count), timing each
+# training epoch and validation, then one JSON line with the times and the test result
+_RECBOLE_DRIVER = r"""
+import json, sys, time
+import numpy as np
+import torch
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_model, get_trainer, init_logger, init_seed
+
+spec = json.load(open(sys.argv[1]))
+if spec.get("threads"):
+    torch.set_num_threads(spec["threads"])
+started = time.perf_counter()
+config = Config(model="DiffRec", dataset=spec["dataset"], config_dict=spec["config"])
+init_seed(config["seed"], config["reproducibility"])
+init_logger(config)
+dataset = create_dataset(config)
+train_data, valid_data, test_data = data_preparation(config, dataset)
+
+# the splits RecBole built must be the files' pairs, in our ids
+def pairs(part):
+    users = part.id2token(part.uid_field, part.inter_feat[part.uid_field].numpy())
+    items = part.id2token(part.iid_field, part.inter_feat[part.iid_field].numpy())
+    return np.stack([users.astype(np.int64), items.astype(np.int64)], axis=1)
+
+def digest(a):
+    a = a[np.lexsort((a[:, 1], a[:, 0]))]
+    return [len(a), int((a[:, 0] * 1000003 + a[:, 1]).sum() % 2**61)]
+
+splits = {
+    name: digest(pairs(loader._dataset))
+    for name, loader in (("train", train_data), ("valid", valid_data), ("test", test_data))
+}
+init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+train_seconds, valid = [], []
+fit_started = None
+_train, _valid = trainer._train_epoch, trainer._valid_epoch
+
+def train_epoch(*args, **kwargs):
+    begin = time.perf_counter()
+    out = _train(*args, **kwargs)
+    train_seconds.append(time.perf_counter() - begin)
+    return out
+
+def valid_epoch(*args, **kwargs):
+    begin = time.perf_counter()
+    score, result = _valid(*args, **kwargs)
+    end = time.perf_counter()
+    valid.append({"epoch": len(train_seconds), "score": float(score),
+                  "seconds": end - begin, "since_fit": end - fit_started,
+                  "result": {k: float(v) for k, v in result.items()}})
+    return score, result
+
+trainer._train_epoch, trainer._valid_epoch = train_epoch, valid_epoch
+fit_started = time.perf_counter()
+trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+fit_seconds = time.perf_counter() - fit_started
+begin = time.perf_counter()
+test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+test_seconds = time.perf_counter() - begin
+print("RECBOLE_RESULT " + json.dumps({
+    "recbole": __import__("recbole").__version__,
+    "torch": torch.__version__,
+    "threads": torch.get_num_threads(),
+    "n_users": int(dataset.user_num), "n_items": int(dataset.item_num),
+    "splits": splits,
+    "train_seconds": train_seconds, "valid": valid,
+    "fit_seconds": fit_seconds, "test_seconds": test_seconds,
+    "seconds_in_driver": time.perf_counter() - started,
+    "test": {k: float(v) for k, v in test.items()},
+}), flush=True)
+"""
+
+_RECBOLE_RESULT = re.compile(r"^RECBOLE_RESULT (\{.*\})\s*$", re.MULTILINE)
+
+
+def write_atomic_files(splits: dict[str, Any], folder: Path, name: str) -> dict[str, Path]:
+    """DiffRec's (user, item) pairs as RecBole atomic files ``<name>.<split>.inter``.
+
+    Ids are written as tokens (RecBole remaps them internally and maps them back); the rows
+    keep the file order. Returns the path of each split's file.
+    """
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split in ("train", "valid", "test"):
+        pairs = np.asarray(splits[split], dtype=np.int64).reshape(-1, 2)
+        lines = ["user_id:token\titem_id:token"]
+        lines += [f"{user}\t{item}" for user, item in pairs.tolist()]
+        path = folder / f"{name}.{split}.inter"
+        path.write_text("\n".join(lines) + "\n")
+        paths[split] = path
+    return paths
+
+
+def read_atomic_file(path: Path):
+    """The (user, item) int64 pairs of an atomic file written by :func:`write_atomic_files`."""
+    import numpy as np
+
+    lines = path.read_text().splitlines()
+    if not lines or lines[0] != "user_id:token\titem_id:token":
+        raise ValueError(f"{path} is not a user_id/item_id atomic file")
+    rows = [line.split("\t") for line in lines[1:] if line]
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def pairs_digest(pairs) -> list[int]:
+    """Order-free fingerprint of (user, item) pairs: [count, checksum], as the driver computes."""
+    import numpy as np
+
+    a = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return [len(a), int((a[:, 0] * 1000003 + a[:, 1]).sum() % 2**61)]
+
+
+def recbole_settings(config: Config, n_items: int, use_gpu: bool, folder: Path) -> dict:
+    """RecBole's config for its DiffRec: the authors' ML-1M settings in RecBole's key names.
+
+    Keys from RecBole's ``properties/model/DiffRec.yaml`` (model) and its overall/dataset/
+    evaluation defaults: the three benchmark files as train/valid/test (no re-split), full
+    ranking, Recall and NDCG at 10 and 20, Recall@20 to select.
+    """
+    d, t = config.diffusion, config.train
+    return {
+        # data: our exact split, nothing filtered or re-split
+        "data_path": str(folder),
+        "benchmark_filename": ["train", "valid", "test"],
+        "field_separator": "\t",
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "load_col": {"inter": ["user_id", "item_id"]},
+        "train_neg_sample_args": None,
+        "eval_args": {
+            "split": {"RS": [0.8, 0.1, 0.1]},  # ignored with benchmark_filename
+            "order": "RO",
+            "group_by": "user",
+            "mode": "full",
+        },
+        "metrics": ["Recall", "NDCG"],
+        "topk": [10, 20],
+        "valid_metric": "Recall@20",
+        "metric_decimal_place": 6,
+        # training, as ours and the released code
+        "epochs": config.bench.epochs,
+        "eval_step": t.eval_every,
+        "stopping_step": max(1, t.early_stop_epochs // t.eval_every),
+        "train_batch_size": t.batch_size,
+        # full-sort batches are counted in (user, item) scores: this many users at once
+        "eval_batch_size": t.eval_batch_size * (n_items + 1),
+        "learner": "adam",
+        "learning_rate": t.lr,
+        "weight_decay": t.weight_decay,
+        "seed": t.seed,
+        "reproducibility": True,
+        "use_gpu": use_gpu,
+        "gpu_id": "0",
+        "worker": 0,
+        "show_progress": False,
+        "checkpoint_dir": str(folder / "saved"),
+        "save_dataset": False,
+        "save_dataloaders": False,
+        "log_wandb": False,
+        # DiffRec, the authors' ML-1M clean settings
+        "noise_schedule": d.noise_schedule,
+        "noise_scale": d.noise_scale,
+        "noise_min": d.noise_min,
+        "noise_max": d.noise_max,
+        "steps": d.steps,
+        "sampling_steps": d.noise_steps,
+        "sampling_noise": False,
+        "reweight": d.reweight,
+        "mean_type": d.mean_type,
+        "history_num_per_term": d.history_per_step,
+        "beta_fixed": d.fix_first_beta,
+        "dims_dnn": list(config.denoiser.dims),
+        "embedding_size": config.denoiser.emb_size,
+        "mlp_act_func": "tanh",
+        "norm": config.denoiser.norm,
+        "time-aware": False,
+    }
+
+
+def parse_recbole_output(text: str) -> dict[str, Any]:
+    """The driver's JSON line as a report entry: times, best validation, test metrics."""
+    found = _RECBOLE_RESULT.findall(text)
+    if not found:
+        return {}
+    raw = json.loads(found[-1])
+    train_seconds = raw["train_seconds"]
+    valid = raw["valid"]
+    parsed: dict[str, Any] = {
+        "epochs": len(train_seconds),
+        "epoch_seconds": [round(s, 2) for s in train_seconds],
+        "seconds_per_epoch": round(sum(train_seconds) / max(len(train_seconds), 1), 2),
+        "seconds_fit": round(raw["fit_seconds"], 1),
+        "seconds_test": round(raw["test_seconds"], 1),
+        "seconds_per_validation": round(sum(v["seconds"] for v in valid) / max(len(valid), 1), 1),
+        "recbole": raw.get("recbole"),
+        "threads": raw.get("threads"),
+        "n_users": raw.get("n_users"),  # RecBole counts its padding id 0
+        "n_items": raw.get("n_items"),
+        "splits": raw.get("splits"),
+    }
+    if valid:
+        # RecBole keeps the first of equal scores (strictly better updates)
+        best = max(valid, key=lambda v: (v["score"], -v["epoch"]))
+        parsed["best_epoch"] = best["epoch"]
+        parsed["seconds_to_best"] = round(best["since_fit"], 1)
+        parsed["valid"] = _recbole_metrics(best["result"])
+    parsed["test"] = _recbole_metrics(raw["test"])
+    return parsed
+
+
+def _recbole_metrics(result: dict[str, float]) -> dict[str, float]:
+    # RecBole's Recall divides by |R| (all of the user's relevant items), as the released code
+    return {
+        "recall_rel@10": result["recall@10"],
+        "recall_rel@20": result["recall@20"],
+        "ndcg@10": result["ndcg@10"],
+        "ndcg@20": result["ndcg@20"],
+    }
+
+
+def recbole_site() -> Path:
+    """Where RecBole is installed for the benchmark: a cache folder outside the repository."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "paperstack" / f"recbole-{RECBOLE_VERSION}"
+
+
+def ensure_recbole_site(site: Path) -> str | None:
+    """Install RecBole's pinned packages into ``site`` if missing; return why it failed, or None."""
+    if (site / "recbole" / "__init__.py").exists():
         return None
-    # Limitation: RecBole reads its own atomic files and splits them itself; running it on
-    # DiffRec's exact split needs a conversion that is not written yet.
-    log.warning("RecBole's DiffRec on DiffRec's split is not wired up yet: skipping it")
+    uv = shutil.which("uv")
+    if uv:
+        base = [uv, "pip", "install", "--python", sys.executable]
+    else:
+        base = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check"]
+    staging = site.with_name(site.name + f".partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    command = [*base, "--no-deps", "--target", str(staging), *RECBOLE_PACKAGES]
+    log.info("installing RecBole for the benchmark: %s", " ".join(command))
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"installing {RECBOLE_PACKAGES[0]} failed: {error}"
+    if done.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        return f"installing {RECBOLE_PACKAGES[0]} failed: {(done.stderr or done.stdout)[-800:]}"
+    site.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.rename(site)
+    except OSError:  # another run installed it meanwhile
+        shutil.rmtree(staging, ignore_errors=True)
     return None
+
+
+def run_recbole(config: Config) -> dict[str, Any]:
+    """RecBole's DiffRec on DiffRec's exact split, in its own process; a skip reason if it can't."""
+    import torch
+
+    from shared.data.movielens import load_diffrec
+
+    python = config.bench.recbole_python
+    pythonpath: list[str] = []
+    if not python:
+        site = Path(config.bench.recbole_site).expanduser() if config.bench.recbole_site else None
+        site = site or recbole_site()
+        failed = ensure_recbole_site(site)
+        if failed:
+            log.warning("skipping RecBole: %s (or set bench.recbole_python)", failed)
+            return {"skipped": failed}
+        python, pythonpath = sys.executable, [str(site)]
+    splits = load_diffrec(config.data.dataset)
+    name = config.data.dataset
+    use_gpu = config.train.device != "cpu" and torch.cuda.is_available()
+    with tempfile.TemporaryDirectory(prefix="diffrec-recbole-") as scratch:
+        folder = Path(scratch)
+        pairs = {s: getattr(splits, s).numpy() for s in ("train", "valid", "test")}
+        write_atomic_files(pairs, folder / name, name)
+        Path(scratch, "sitecustomize.py").write_text(_RECBOLE_SITECUSTOMIZE)
+        Path(scratch, "driver.py").write_text(_RECBOLE_DRIVER)
+        spec = {
+            "dataset": name,
+            "threads": config.train.threads,
+            "config": recbole_settings(config, splits.n_items, use_gpu, folder),
+        }
+        Path(scratch, "spec.json").write_text(json.dumps(spec))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([scratch, *pythonpath])}
+        command = [python, "-u", str(folder / "driver.py"), str(folder / "spec.json")]
+        log.info("running RecBole's DiffRec: %s", " ".join(command))
+        started = time.perf_counter()
+        cpu_before = _cpu_seconds(resource.RUSAGE_CHILDREN)
+        output, timed_out, peak_mb = _run_watching_memory(
+            command, folder, env, config.bench.timeout_s
+        )
+        seconds = time.perf_counter() - started
+        cpu_seconds = _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
+    parsed = parse_recbole_output(output)
+    parsed.update(
+        {
+            "seconds_total": round(seconds, 1),
+            "timed_out": timed_out,
+            "cpu_seconds": round(cpu_seconds, 1),
+            "peak_rss_mb": round(peak_mb, 1),
+        }
+    )
+    if "test" not in parsed:
+        parsed["log_tail"] = output[-2000:]
+        log.warning("RecBole printed no result; its log ends with:\n%s", output[-2000:])
+        return parsed
+    expected = {s: pairs_digest(p) for s, p in pairs.items()}
+    if parsed.get("splits") != expected:
+        raise RuntimeError(
+            f"RecBole's splits {parsed.get('splits')} differ from DiffRec's files {expected}"
+        )
+    parsed["splits_match"] = True
+    return parsed

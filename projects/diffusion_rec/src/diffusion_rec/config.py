@@ -217,8 +217,13 @@ class BenchConfig:
     # 20 keeps `make bench` near half an hour on 2 cores, 1000 is the authors' full run
     epochs: int = 20
     timeout_s: int = 1800
+    # RecBole's DiffRec as a third peer (same split, settings and epochs as ours)
     recbole: bool = True
-    recbole_epochs: int = 100
+    # an interpreter whose environment has recbole; "" runs RecBole on this interpreter with
+    # RecBole's pinned packages from recbole_site (installed there on first use)
+    recbole_python: str = ""
+    # "" is $XDG_CACHE_HOME/paperstack/recbole-<version> (~/.cache/...), outside the repo
+    recbole_site: str = ""
 
 
 @dataclass
