@@ -118,6 +118,10 @@ class TrainPRMConfig:
     # question (trl/Math-Shepherd: the question, then the steps) or chat (the policy's chat
     # prompt, for a PRM initialized from the policy)
     prompt_format: str = "chat"
+    # token-classification (the policy fine-tuned with a 2-label head, Math-Shepherd/trl) or
+    # confidence (ours: the frozen policy's per-step confidence + a trained head; needs an
+    # init model; see openr/confidence_prm.py for why arith uses it)
+    architecture: str = "token-classification"
     label_kind: str = "hard"  # hard (any rollout correct) | soft (fraction correct, >= 0.5)
     outcome_only: bool = False  # train an ORM: only the last step's label (trl option)
     epochs: float = 5.0
@@ -135,6 +139,13 @@ class TrainPRMConfig:
             )
         if self.label_kind not in ("hard", "soft"):
             raise ValueError(f"train_prm.label_kind must be hard or soft, got {self.label_kind!r}")
+        if self.architecture not in ("token-classification", "confidence"):
+            raise ValueError(
+                "train_prm.architecture must be token-classification or confidence, got "
+                f"{self.architecture!r}"
+            )
+        if self.architecture == "confidence" and self.init == "scratch":
+            raise ValueError("train_prm.architecture=confidence needs init=policy or a model")
 
 
 @dataclass

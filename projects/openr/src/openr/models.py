@@ -86,6 +86,8 @@ def load_model(name: str, kind: str = "causal-lm", device: str | torch.device = 
     """A model for inference: ``causal-lm`` or ``token-classification`` (a trl PRM)."""
     from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
+    import openr.confidence_prm  # noqa: F401  (registers the confidence PRM's Auto classes)
+
     classes = {
         "causal-lm": AutoModelForCausalLM,
         "token-classification": (AutoModelForTokenClassification),

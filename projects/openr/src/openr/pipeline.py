@@ -151,6 +151,7 @@ def run_train_prm(
         heads=prm.heads,
         seed=prm.seed,
         prompt_format=prm.prompt_format,
+        architecture=prm.architecture,
         device=device,
         resume=resume,
     )

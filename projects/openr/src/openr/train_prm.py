@@ -24,6 +24,11 @@ from openr.tasks import Problem, Task
 
 log = logging.getLogger(__name__)
 
+# token-classification: the policy (or a new model) fine-tuned with a 2-label head (trl,
+# Math-Shepherd); confidence: the frozen policy's confidence plus a trained head
+# (openr.confidence_prm)
+PRM_ARCHITECTURES = ("token-classification", "confidence")
+
 
 def stepwise_dataset(
     rows: list[dict],
@@ -92,6 +97,7 @@ def train_prm(
     heads: int = 4,
     seed: int = 0,
     prompt_format: str = "question",
+    architecture: str = "token-classification",
     device: torch.device | None = None,
     resume: bool = False,
 ) -> Path:
@@ -116,7 +122,28 @@ def train_prm(
     dataset = stepwise_dataset(
         rows, label_kind, outcome_only, seed, chat_prompt_of if chat else None
     )
-    if init == "scratch":
+    if architecture not in PRM_ARCHITECTURES:
+        raise ValueError(
+            f"PRM architecture must be one of {PRM_ARCHITECTURES}, got {architecture!r}"
+        )
+    if architecture == "confidence":
+        from transformers import AutoModelForCausalLM
+
+        from openr.confidence_prm import ConfidencePRM, boundary_token_ids
+        from openr.models import _source
+
+        if init == "scratch":
+            raise ValueError(
+                "architecture=confidence reads a policy's confidence: set init to the policy "
+                "(init=policy) or a model path, not scratch"
+            )
+        torch.manual_seed(seed)
+        source, kwargs = _source(init)
+        policy = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = ConfidencePRM.from_policy(
+            policy, *boundary_token_ids(tokenizer, task.step_delimiter, chat)
+        )
+    elif init == "scratch":
         torch.manual_seed(seed)
         config = small_llama_config(tokenizer, hidden_size, layers, heads, num_labels=2)
         model = LlamaForTokenClassification(config)
