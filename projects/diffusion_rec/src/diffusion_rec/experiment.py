@@ -319,7 +319,8 @@ def render(summary: dict, sweeps: dict, plots: dict[str, str], config: Config) -
             "dataset": row["dataset"],
             "model": DISPLAY[row["model"]],
             "seeds": row["seeds"],
-            "epochs": row["epochs"],
+            # closed-form and count models (EASE, most-popular) train no epochs
+            "epochs": f"{row['epochs']:g}" if row["epochs"] else "—",
         }
         for metric in METRICS:
             entry[metric] = _cell(row, metric)
