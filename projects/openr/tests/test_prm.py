@@ -124,7 +124,11 @@ def test_a_chat_format_prm_reads_the_policy_prompt_before_the_steps(tokenizer, c
     scorer = TokenClassificationPRM(classifier, tokenizer, TASK, chat_prompt=True)
     ids, positions = scorer.encode(PROBLEMS[1], SOLUTIONS[1])
     text = tokenizer.decode(ids)
-    assert text == "<bos><|user|>4-1\n<|assistant|>4-1=3, #### 3\n"
+    # exactly the tokens the policy read and wrote: no BOS before the chat prompt
+    assert text == "<|user|>4-1\n<|assistant|>4-1=3, #### 3\n"
+    prompt_ids = tokenizer.encode("<|user|>4-1\n<|assistant|>", add_special_tokens=False)
+    assert ids[: len(prompt_ids)] == prompt_ids  # as the engine tokenized the prompt
+    assert tokenizer.bos_token == "<bos>"  # the caller's tokenizer is left as it was
     assert len(positions) == 1
     plain = TokenClassificationPRM(classifier, tokenizer, TASK).encode(PROBLEMS[1], SOLUTIONS[1])
     assert tokenizer.decode(plain[0]) == "<bos>4-1\n4-1=3, #### 3\n"

@@ -44,6 +44,25 @@ class StepScorer(Protocol):
 PRM_SETTINGS_FILE = "openr_prm.json"  # how a PRM saved by openr expects its prompt
 
 
+def without_bos(tokenizer):
+    """A copy of ``tokenizer`` that trl's PRM tokenization does not prefix with a BOS token.
+
+    trl's ``PRMTrainer.tokenize_row`` puts the tokenizer's BOS before every prompt. A
+    chat-format PRM reads the policy's chat prompt, which the engine tokenizes without
+    special tokens: with the extra BOS, a PRM initialized from the policy would read every
+    solution behind a token the policy never saw (for the small arith policy that alone
+    turns its greedy ``12-7=5`` into ``12-7=4``). Without it, the PRM reads exactly the
+    tokens the policy read and wrote.
+    """
+    import copy
+
+    if tokenizer.bos_token_id is None:
+        return tokenizer
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.bos_token = None
+    return tokenizer
+
+
 def prm_prompt(task: Task, problem: Problem, tokenizer=None) -> str:
     """The text a PRM reads before the steps.
 
@@ -153,6 +172,8 @@ class TokenClassificationPRM(_BatchedScorer):
     ):
         super().__init__(model, tokenizer, task, batch_size)
         self.chat_prompt = chat_prompt
+        # what trl's tokenize_row reads with: no BOS before a chat prompt (see without_bos)
+        self.row_tokenizer = without_bos(tokenizer) if chat_prompt else tokenizer
         if getattr(model.config, "num_labels", 2) != 2:
             raise ValueError(
                 f"a token-classification PRM needs 2 labels (wrong, right), the model has "
@@ -173,7 +194,7 @@ class TokenClassificationPRM(_BatchedScorer):
                 "completions": steps,
                 "labels": [False] * len(steps),
             },
-            tokenizer=self.tokenizer,
+            tokenizer=self.row_tokenizer,
             step_separator=self.step_separator,
             max_length=None,
             max_completion_length=None,

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from openr.labels import read_labels
-from openr.prm import PRM_SETTINGS_FILE, prm_prompt
+from openr.prm import PRM_SETTINGS_FILE, prm_prompt, without_bos
 from openr.sft import _last_checkpoint, small_llama_config, task_tokenizer, write_log_history
 from openr.tasks import Problem, Task
 
@@ -113,6 +113,10 @@ def train_prm(
     chat = prompt_format == "chat"
     if chat and not tokenizer.chat_template:
         raise ValueError("prompt_format=chat needs a tokenizer with a chat template")
+    if chat:
+        # the PRM reads the chat prompt as the policy did, without trl's extra BOS; the saved
+        # tokenizer keeps that, and the scorer strips it again for older PRM folders
+        tokenizer = without_bos(tokenizer)
 
     def chat_prompt_of(row: dict) -> str:
         if "question" not in row:
