@@ -59,12 +59,16 @@ $(addprefix bench-,$(PROJECTS)): bench-%: setup
 	$(UV) sync --frozen --all-packages --group bench
 	$(UV) run --no-sync $* bench
 
-## reproduce: the data and metric self-checks, every project at SCALE, then one report
+## reproduce: the data and metric self-checks, every project at SCALE, then one report.
+## A project whose checks fail (exit 1) or that crashes does not stop the others; the
+## report is written either way, and the target fails at the end naming them.
 reproduce: setup
 	$(RUN) shared selfcheck
-	@for p in $(PROJECTS); do \
-		$(RUN) $$p reproduce --config projects/$$p/configs/$(SCALE).yaml || exit 1; done
-	$(RUN) shared report --scale $(SCALE)
+	@failed=""; for p in $(PROJECTS); do \
+		$(RUN) $$p reproduce --config projects/$$p/configs/$(SCALE).yaml || failed="$$failed $$p"; \
+	done; \
+	$(RUN) shared report --scale $(SCALE); \
+	if [ -n "$$failed" ]; then echo "reproduce failed or its checks failed in:$$failed"; exit 1; fi
 
 $(addprefix reproduce-,$(PROJECTS)): reproduce-%: setup
 	$(RUN) $* reproduce --config projects/$*/configs/$(SCALE).yaml

@@ -79,3 +79,16 @@ def test_cli_reports_a_bad_override_in_one_line():
     with pytest.raises(SystemExit) as exited:
         main(["train", "model=nope"])
     assert "model must be one of" in str(exited.value.code)
+
+
+@pytest.mark.parametrize(("passed", "status"), [(True, 0), (False, 1)])
+def test_reproduce_exits_1_when_its_check_fails(monkeypatch, passed, status):
+    # the experiment itself is tested in test_report.py; here only the command's status
+    import diffusion_rec.experiment
+
+    monkeypatch.setattr(
+        diffusion_rec.experiment,
+        "reproduce",
+        lambda config, resume: {"passed": passed, "checks": {}},
+    )
+    assert main(["reproduce"]) == status

@@ -58,3 +58,14 @@ def test_every_shipped_config_loads(scale):
     config = load_config(OpenRConfig, path)
     assert config.scale == scale
     assert config.assert_budget in config.search.budgets
+
+
+@pytest.mark.parametrize(("passed", "status"), [(True, 0), (False, 1)])
+def test_reproduce_exits_1_when_its_check_fails(monkeypatch, passed, status):
+    # the experiment itself is tested in test_reproduce.py; here only the command's status
+    import openr.experiment
+
+    monkeypatch.setattr(
+        openr.experiment, "reproduce", lambda config, resume: {"passed": passed, "checks": {}}
+    )
+    assert main(["reproduce"]) == status

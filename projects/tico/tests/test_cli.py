@@ -41,3 +41,14 @@ def test_a_checkpoint_that_does_not_fit_ends_with_one_line_naming_the_fix(
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith("error: the checkpoint does not fit this model")
     assert "model.projector=[32, 16]" in error
+
+
+@pytest.mark.parametrize(("passed", "status"), [(True, 0), (False, 1)])
+def test_reproduce_exits_1_when_its_check_fails(monkeypatch, passed, status):
+    # the experiment itself is tested in test_experiment.py; here only the command's status
+    import tico.experiment
+
+    monkeypatch.setattr(
+        tico.experiment, "reproduce", lambda config, resume: {"passed": passed, "report": "r.md"}
+    )
+    assert main(["reproduce"]) == status

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             summary = reproduce(config, resume=args.resume)
             print(f"passed: {summary['passed']} {summary['checks']}")
-            return 0
+            return 0 if summary["passed"] else 1  # a failed check fails the command
         from diffusion_rec.bench import bench
 
         bench(config)

@@ -9,7 +9,7 @@ Commands (each writes ``runs/openr/<run>/``):
 - ``evaluate``: every method at every budget, per-problem JSON lines, plots, resumable;
 - ``reproduce``: the paper's experiment at this config's scale (report in
   ``runs/openr/reproduce-<scale>/``; a failed check is ``"passed": false`` in its
-  ``results.json`` and an error in the log, not a failed exit, so ``make reproduce`` goes on);
+  ``results.json``, an error in the log and exit status 1, after the report is written);
 - ``bench``: batched against one-at-a-time PRM scoring and beam expansion, tokens/s.
 """
 
@@ -98,8 +98,9 @@ def _dispatch(command: str, config: OpenRConfig, resume: bool) -> int:
 
         results = reproduce(config, resume)
         if not results["passed"]:
-            # the report says so (results.json "passed": false); make reproduce goes on
+            # the report is written and says so (results.json "passed": false)
             log.error("the reproduction's checks failed: %s", results["checks"])
+            return 1
     elif command == "bench":
         from openr.bench import bench
 

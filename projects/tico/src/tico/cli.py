@@ -63,6 +63,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         results = reproduce(config, resume=True)
         print(f"passed: {results['passed']}  report: {results['report']}")
+        if not results["passed"]:
+            return 1  # the paper's effect did not show: a failed check fails the command
     else:
         from tico.bench import bench
 
