@@ -143,25 +143,27 @@ def run_released(config: Config) -> dict[str, Any] | None:
         env = {**os.environ, "PYTHONPATH": scratch}
         command = released_command(config, Path(scratch), data_dir)
         log.info("running the released code: %s", " ".join(command))
-        started = time.perf_counter()
-        cpu_before = _cpu_seconds(resource.RUSAGE_CHILDREN)
-        output, timed_out, peak_mb = _run_watching_memory(
-            command, script_dir, env, config.bench.timeout_s
-        )
-        seconds = time.perf_counter() - started
-        cpu_seconds = _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
+        output, measured = _run_peer(command, script_dir, env, config.bench.timeout_s)
     parsed = parse_released_log(output)
-    parsed.update(
-        {
-            "seconds_total": round(seconds, 1),
-            "timed_out": timed_out,
-            "cpu_seconds": round(cpu_seconds, 1),
-            "peak_rss_mb": round(peak_mb, 1),
-        }
-    )
+    parsed.update(measured)
     if "test" not in parsed:
         parsed["log_tail"] = output[-2000:]
     return parsed
+
+
+def _run_peer(command: list[str], cwd: Path, env: dict, timeout_s: int) -> tuple[str, dict]:
+    """Run a peer's process; its output and its wall-clock, CPU time and peak memory."""
+    started = time.perf_counter()
+    cpu_before = _cpu_seconds(resource.RUSAGE_CHILDREN)
+    output, timed_out, peak_mb = _run_watching_memory(command, cwd, env, timeout_s)
+    seconds = time.perf_counter() - started
+    cpu_seconds = _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
+    return output, {
+        "seconds_total": round(seconds, 1),
+        "timed_out": timed_out,
+        "cpu_seconds": round(cpu_seconds, 1),
+        "peak_rss_mb": round(peak_mb, 1),
+    }
 
 
 def _run_watching_memory(
@@ -664,22 +666,9 @@ def run_recbole(config: Config) -> dict[str, Any]:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([scratch, *pythonpath])}
         command = [python, "-u", str(folder / "driver.py"), str(folder / "spec.json")]
         log.info("running RecBole's DiffRec: %s", " ".join(command))
-        started = time.perf_counter()
-        cpu_before = _cpu_seconds(resource.RUSAGE_CHILDREN)
-        output, timed_out, peak_mb = _run_watching_memory(
-            command, folder, env, config.bench.timeout_s
-        )
-        seconds = time.perf_counter() - started
-        cpu_seconds = _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
+        output, measured = _run_peer(command, folder, env, config.bench.timeout_s)
     parsed = parse_recbole_output(output)
-    parsed.update(
-        {
-            "seconds_total": round(seconds, 1),
-            "timed_out": timed_out,
-            "cpu_seconds": round(cpu_seconds, 1),
-            "peak_rss_mb": round(peak_mb, 1),
-        }
-    )
+    parsed.update(measured)
     if "test" not in parsed:
         parsed["log_tail"] = output[-2000:]
         log.warning("RecBole printed no result; its log ends with:\n%s", output[-2000:])
