@@ -190,6 +190,8 @@ class SequentialConfig:
     steps: int = 100
     p_uncond: float = 0.1  # DreamRec's probability of training without guidance
     guidance_weight: float = 2.0  # DreamRec's classifier-free guidance w
+    # DreamRec's item embeddings start as N(0, 1) (released Tenc); SASRec keeps hidden^-0.5
+    embedding_std: float = 1.0
     augment: bool = True  # run the augmentation experiment
     augment_max_history: int = 20  # users with at most this many training items ...
     augment_extra: int = 2  # ... get this many generated items appended
