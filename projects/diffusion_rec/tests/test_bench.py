@@ -41,3 +41,16 @@ def test_released_command_uses_the_authors_ml1m_settings():
     assert "--dims=[200,600]" in command
     assert "--batch_size=400" in command
     assert "--lr=0.001" in command
+
+
+def test_bench_table_rounds_times_and_reports_ratios_as_a_table():
+    from diffusion_rec.bench import _ratio_rows, _row
+
+    row = _row("ours", 1.752, None, 105.93, 1504.2, {"recall_rel@20": 0.16761}, 20)
+    assert (row["s/epoch (train)"], row["s to best valid"], row["s total"]) == ("1.8", "—", "105.9")
+    assert (row["peak RSS MB"], row["R@20 (|R|)"], row["N@20"]) == ("1504", "0.1676", "—")
+    ratios = _ratio_rows({"time ours/released (total)": 0.5707, "recall_rel@20 ours - x": -0.002})
+    assert ratios == [
+        {"measure": "time ours/released (total)", "value": "0.57"},
+        {"measure": "recall_rel@20 ours - x", "value": "-0.0020"},
+    ]

@@ -307,7 +307,9 @@ def bench(config: Config) -> dict[str, Any]:
             "",
             markdown_table(rows),
             "",
-            "Ratios: " + json.dumps(ratios),
+            "Times as ours / theirs (goal <= 1.0); Recall@20 as ours - theirs (goal >= 0).",
+            "",
+            markdown_table(_ratio_rows(ratios)) if ratios else "No peer ran: no ratios.",
             "",
         ]
     )
@@ -319,18 +321,32 @@ def bench(config: Config) -> dict[str, Any]:
 
 
 def _row(name, per_epoch, to_best, total, peak, test, epochs) -> dict[str, Any]:
+    def seconds(value) -> str:
+        return "—" if value is None else f"{float(value):.1f}"
+
+    def metric(key: str) -> str:
+        return "—" if test.get(key) is None else f"{float(test[key]):.4f}"
+
     return {
         "implementation": name,
         "epochs": epochs,
-        "s/epoch (train)": per_epoch if per_epoch is not None else "—",
-        "s to best valid": to_best if to_best is not None else "—",
-        "s total": total,
-        "peak RSS MB": peak if peak is not None else "—",
-        "R@10 (|R|)": test.get("recall_rel@10"),
-        "R@20 (|R|)": test.get("recall_rel@20"),
-        "N@10": test.get("ndcg@10"),
-        "N@20": test.get("ndcg@20"),
+        "s/epoch (train)": seconds(per_epoch),
+        "s to best valid": seconds(to_best),
+        "s total": seconds(total),
+        "peak RSS MB": "—" if peak is None else f"{float(peak):.0f}",
+        "R@10 (|R|)": metric("recall_rel@10"),
+        "R@20 (|R|)": metric("recall_rel@20"),
+        "N@10": metric("ndcg@10"),
+        "N@20": metric("ndcg@20"),
     }
+
+
+def _ratio_rows(ratios: dict[str, float]) -> list[dict[str, str]]:
+    """One row per ratio: times as ours / theirs (goal <= 1), metrics as ours - theirs."""
+    return [
+        {"measure": name, "value": f"{value:+.4f}" if " - " in name else f"{value:.2f}"}
+        for name, value in ratios.items()
+    ]
 
 
 # --- RecBole's DiffRec -------------------------------------------------------------------
