@@ -159,13 +159,17 @@ def test_a_batch_of_one_is_a_clear_error():
         BarlowTwinsLoss()(torch.randn(1, 3), torch.randn(1, 3))
 
 
-def test_nan_embeddings_are_a_clear_error_and_leave_the_covariance_untouched():
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("view", ["query", "key"])
+def test_nan_embeddings_are_a_clear_error_and_leave_the_covariance_untouched(bad, view):
     loss_fn = TiCoLoss(dim=3)
-    z = torch.randn(4, 3)
-    z[2, 1] = float("nan")
+    z_a, z_b = torch.randn(4, 3), torch.randn(4, 3)
+    (z_a if view == "query" else z_b)[2, 1] = bad
     with pytest.raises(ValueError, match="NaN or infinite"):
-        loss_fn(z, torch.randn(4, 3))
+        loss_fn(z_a, z_b)
     assert torch.count_nonzero(loss_fn.covariance) == 0
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        BarlowTwinsLoss()(z_a, z_b)
 
 
 def test_mismatched_shapes_and_dimension_are_clear_errors():
