@@ -60,3 +60,31 @@ def scripted_engine():
 @pytest.fixture
 def index_scorer():
     return LastStepIndexScorer()
+
+
+@pytest.fixture
+def right_and_wrong_rows():
+    return write_right_and_wrong_rows
+
+
+def write_right_and_wrong_rows(task, path, problems: int):
+    """Stepwise label rows: each train problem's reference solution (all steps right) and
+    a copy whose first step's result gets an extra digit (all steps wrong); returns path."""
+    import json
+
+    rows = []
+    for problem in task.problems("train", problems):
+        right = task.split_steps(task.reference_solution(problem))
+        wrong = [right[0] + "1", *right[1:]]
+        for steps, correct in ((right, True), (wrong, False)):
+            rows.append(
+                {
+                    "question": problem.question,
+                    "prompt": problem.question + "\n",
+                    "completions": steps,
+                    "labels": [correct] * len(steps),
+                    "outcome": correct,
+                }
+            )
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path

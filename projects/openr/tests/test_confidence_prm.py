@@ -117,38 +117,16 @@ def test_boundaries_are_the_delimiter_and_the_end_of_the_chat_prompt(policy_and_
     assert boundary_token_ids(tokenizer, "\n", chat=False) == (steps, steps)
 
 
-def test_confidence_prm_trains_through_trl_and_scores_steps(policy_and_tokenizer, tmp_path):
-    import json
+def test_confidence_prm_trains_through_trl_and_scores_steps(
+    policy_and_tokenizer, tmp_path, right_and_wrong_rows
+):
 
     from openr.models import load_model, load_tokenizer
     from openr.prm import TokenClassificationPRM
     from openr.train_prm import train_prm
 
     _, _, policy_folder = policy_and_tokenizer
-    rows = []
-    for problem in TASK.problems("train", 16):
-        right = TASK.split_steps(TASK.reference_solution(problem))
-        rows.append(
-            {
-                "question": problem.question,
-                "prompt": problem.question + "\n",
-                "completions": right,
-                "labels": [True] * len(right),
-                "outcome": True,
-            }
-        )
-        wrong = [right[0] + "1", *right[1:]]
-        rows.append(
-            {
-                "question": problem.question,
-                "prompt": problem.question + "\n",
-                "completions": wrong,
-                "labels": [False] * len(wrong),
-                "outcome": False,
-            }
-        )
-    labels = tmp_path / "labels.jsonl"
-    labels.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    labels = right_and_wrong_rows(TASK, tmp_path / "labels.jsonl", 16)
     folder = train_prm(
         TASK,
         labels,

@@ -44,29 +44,10 @@ def test_sft_trains_a_policy_that_loads_with_its_chat_template(policy_folder):
     assert losses[-1] < losses[0]
 
 
-def test_prm_trains_through_trl_on_stepwise_rows_and_scores_steps(policy_folder, tmp_path):
-    rows = []
-    for problem in TASK.problems("train", 40):
-        right = TASK.split_steps(TASK.reference_solution(problem))
-        wrong = [right[0] + "1", *right[1:]]
-        rows.append(
-            {
-                "prompt": problem.question + "\n",
-                "completions": right,
-                "labels": [True] * len(right),
-                "outcome": True,
-            }
-        )
-        rows.append(
-            {
-                "prompt": problem.question + "\n",
-                "completions": wrong,
-                "labels": [False] * len(wrong),
-                "outcome": False,
-            }
-        )
-    labels = tmp_path / "labels.jsonl"
-    labels.write_text("".join(json.dumps(row) + "\n" for row in rows))
+def test_prm_trains_through_trl_on_stepwise_rows_and_scores_steps(
+    policy_folder, tmp_path, right_and_wrong_rows
+):
+    labels = right_and_wrong_rows(TASK, tmp_path / "labels.jsonl", 40)
     folder = train_prm(
         TASK, labels, tmp_path, init=str(policy_folder), epochs=2, batch_size=16, learning_rate=1e-3
     )
