@@ -168,10 +168,16 @@ class ConfidencePRM(LlamaPreTrainedModel):
     ) -> ConfidencePRM:
         """A new PRM on a loaded Llama causal LM ``policy``; only the head is untrained."""
         settings = policy.config.to_dict()
-        for key in ("architectures", "model_type", "tie_word_embeddings", "num_labels"):
+        # the policy's own identity and head settings; ours are set by ConfidencePRMConfig
+        for key in (
+            "architectures",
+            "model_type",
+            "tie_word_embeddings",
+            "num_labels",
+            "id2label",
+            "label2id",
+        ):
             settings.pop(key, None)
-        settings.pop("id2label", None)
-        settings.pop("label2id", None)
         config = ConfidencePRMConfig(
             step_reset_ids=step_reset_ids, solution_start_ids=solution_start_ids, **settings
         )

@@ -14,6 +14,10 @@ ENGINES = ("transformers", "vllm")
 SCORERS = ("prm", "next-token-prm", "orm", "verifier", "none")
 METHODS = ("majority_vote", "best_of_n", "beam_search", "dvts", "mcts")
 STEP_AGGREGATIONS = ("min", "last", "prod")
+# token-classification: the policy (or a new model) fine-tuned with a 2-label head (trl,
+# Math-Shepherd); confidence: the frozen policy's confidence plus a trained head
+# (openr.confidence_prm)
+PRM_ARCHITECTURES = ("token-classification", "confidence")
 ANSWER_SELECTIONS = ("max", "vote", "weighted_vote")
 
 
@@ -139,7 +143,7 @@ class TrainPRMConfig:
             )
         if self.label_kind not in ("hard", "soft"):
             raise ValueError(f"train_prm.label_kind must be hard or soft, got {self.label_kind!r}")
-        if self.architecture not in ("token-classification", "confidence"):
+        if self.architecture not in PRM_ARCHITECTURES:
             raise ValueError(
                 "train_prm.architecture must be token-classification or confidence, got "
                 f"{self.architecture!r}"

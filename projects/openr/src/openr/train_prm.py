@@ -17,17 +17,13 @@ from pathlib import Path
 
 import torch
 
+from openr.config import PRM_ARCHITECTURES
 from openr.labels import read_labels
 from openr.prm import PRM_SETTINGS_FILE, prm_prompt, without_bos
 from openr.sft import _last_checkpoint, small_llama_config, task_tokenizer, write_log_history
 from openr.tasks import Problem, Task
 
 log = logging.getLogger(__name__)
-
-# token-classification: the policy (or a new model) fine-tuned with a 2-label head (trl,
-# Math-Shepherd); confidence: the frozen policy's confidence plus a trained head
-# (openr.confidence_prm)
-PRM_ARCHITECTURES = ("token-classification", "confidence")
 
 
 def stepwise_dataset(
@@ -105,6 +101,17 @@ def train_prm(
     from transformers import AutoModelForTokenClassification, LlamaForTokenClassification
     from trl.experimental.prm import PRMConfig, PRMTrainer
 
+    # settings first: a bad one fails before labels are read or a model is loaded
+    if architecture not in PRM_ARCHITECTURES:
+        raise ValueError(
+            f"PRM architecture must be one of {PRM_ARCHITECTURES}, got {architecture!r}"
+        )
+    if architecture == "confidence" and init == "scratch":
+        raise ValueError(
+            "architecture=confidence reads a policy's confidence: set init to the policy "
+            "(init=policy) or a model path, not scratch"
+        )
+
     device = device or torch.device("cpu")
     rows = read_labels(labels_path)
     tokenizer = task_tokenizer(task, init)
@@ -126,21 +133,12 @@ def train_prm(
     dataset = stepwise_dataset(
         rows, label_kind, outcome_only, seed, chat_prompt_of if chat else None
     )
-    if architecture not in PRM_ARCHITECTURES:
-        raise ValueError(
-            f"PRM architecture must be one of {PRM_ARCHITECTURES}, got {architecture!r}"
-        )
     if architecture == "confidence":
         from transformers import AutoModelForCausalLM
 
         from openr.confidence_prm import ConfidencePRM, boundary_token_ids
         from openr.models import _source
 
-        if init == "scratch":
-            raise ValueError(
-                "architecture=confidence reads a policy's confidence: set init to the policy "
-                "(init=policy) or a model path, not scratch"
-            )
         torch.manual_seed(seed)
         source, kwargs = _source(init)
         policy = AutoModelForCausalLM.from_pretrained(source, **kwargs)
