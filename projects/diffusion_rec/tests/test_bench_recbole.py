@@ -15,10 +15,12 @@ from diffusion_rec.bench import (
     pairs_digest,
     parse_recbole_output,
     read_atomic_file,
+    recbole_hidden_dims,
     recbole_settings,
     write_atomic_files,
 )
 from diffusion_rec.config import Config
+from diffusion_rec.denoiser import DiffRecDenoiser
 
 
 def test_atomic_files_round_trip_the_exact_pairs_and_ids(tmp_path):
@@ -79,7 +81,7 @@ def test_recbole_settings_are_the_authors_ml1m_ones_on_our_split(tmp_path):
         "sampling_steps": 0,
         "reweight": True,
         "mean_type": "x0",
-        "dims_dnn": [200, 600],
+        "dims_dnn": [600, 200, 600],
         "embedding_size": 10,
         "learning_rate": 0.001,
         "train_batch_size": 400,
@@ -91,6 +93,15 @@ def test_recbole_settings_are_the_authors_ml1m_ones_on_our_split(tmp_path):
     assert {k: settings[k] for k in expected} == expected
     assert settings["eval_batch_size"] == 2048 * 2811  # users per batch x scores per user
     json.dumps(settings)  # the driver reads it as JSON
+
+
+def test_recbole_builds_the_same_denoiser_widths_as_ours():
+    # RecBole's DNN is [items] + dims_dnn + [items] (+ emb on the input): the benchmark must
+    # hand it the widths of our denoiser, or it times a smaller network
+    for dims in ([200, 600], [1000], [300, 600, 1000]):
+        ours = DiffRecDenoiser(50, dims, emb_size=10)
+        widths = [layer.out_features for layer in [*ours.encoder, *ours.decoder]]
+        assert recbole_hidden_dims(dims) + [50] == widths
 
 
 DRIVER_OUTPUT = """\

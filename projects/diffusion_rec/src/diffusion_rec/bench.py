@@ -506,6 +506,19 @@ def pairs_digest(pairs) -> list[int]:
     return [len(a), int((a[:, 0] * 1000003 + a[:, 1]).sum() % 2**61)]
 
 
+def recbole_hidden_dims(dims) -> list[int]:
+    """RecBole's ``dims_dnn`` for the denoiser our (and the released code's) ``dims`` build.
+
+    The released code and ours read ``dims`` from the bottleneck outwards and mirror them:
+    [200, 600] is items + emb -> 600 -> 200 -> 600 -> items. RecBole's ``dims_dnn`` lists the
+    hidden widths in order (its DNN is [items] + dims_dnn + [items]), so passing [200, 600]
+    unchanged would build items + emb -> 200 -> 600 -> items, a network with one layer less
+    and about two thirds of the arithmetic, and the benchmark would time a different model.
+    """
+    dims = [int(d) for d in dims]
+    return [*reversed(dims), *dims[1:]]
+
+
 def recbole_settings(config: Config, n_items: int, use_gpu: bool, folder: Path) -> dict:
     """RecBole's config for its DiffRec: the authors' ML-1M settings in RecBole's key names.
 
@@ -565,7 +578,7 @@ def recbole_settings(config: Config, n_items: int, use_gpu: bool, folder: Path) 
         "mean_type": d.mean_type,
         "history_num_per_term": d.history_per_step,
         "beta_fixed": d.fix_first_beta,
-        "dims_dnn": list(config.denoiser.dims),
+        "dims_dnn": recbole_hidden_dims(config.denoiser.dims),
         "embedding_size": config.denoiser.emb_size,
         "mlp_act_func": "tanh",
         "norm": config.denoiser.norm,
