@@ -101,7 +101,7 @@ def test_recbole_builds_the_same_denoiser_widths_as_ours():
     for dims in ([200, 600], [1000], [300, 600, 1000]):
         ours = DiffRecDenoiser(50, dims, emb_size=10)
         widths = [layer.out_features for layer in [*ours.encoder, *ours.decoder]]
-        assert recbole_hidden_dims(dims) + [50] == widths
+        assert [*recbole_hidden_dims(dims), 50] == widths
 
 
 DRIVER_OUTPUT = """\
@@ -135,6 +135,10 @@ def test_recbole_output_gives_times_the_best_validation_and_test_metrics():
         "ndcg@20": 0.1094,
     }
     assert parsed["splits"]["train"] == [4, 99]
+    assert parsed["validations"] == [
+        {"epoch": 5, "recall_rel@20": 0.2, "since_fit": 35.0},
+        {"epoch": 10, "recall_rel@20": 0.2, "since_fit": 72.0},
+    ]
 
 
 def test_recbole_output_without_a_result_parses_to_nothing():

@@ -80,6 +80,8 @@ class Timing:
     epoch_seconds: list[float] = field(default_factory=list)  # training time of each epoch
     eval_seconds: list[float] = field(default_factory=list)  # each validation ranking pass
     best_at_seconds: float = float("nan")  # wall clock from fit start to the best validation
+    # every validation: epoch, both Recall@20 variants, wall clock since fit start
+    validations: list[dict[str, float]] = field(default_factory=list)
     started: float = 0.0
 
 
@@ -137,6 +139,14 @@ class RankingValidation(Callback):
             scorer = model_scorer(pl_module, self.data, pl_module.device)
             metrics = evaluate(scorer, self.data, ("valid",), self.batch_size)["valid"]
             self.timing.eval_seconds.append(time.perf_counter() - start)
+            self.timing.validations.append(
+                {
+                    "epoch": epoch,
+                    "recall@20": metrics["recall@20"],
+                    "recall_rel@20": metrics["recall_rel@20"],
+                    "since_fit": time.perf_counter() - self.timing.started,
+                }
+            )
             record.update({f"valid_{key}": value for key, value in metrics.items()})
             value = metrics[self.selection]
             if value > self.best:
@@ -305,6 +315,7 @@ def fit_and_evaluate(
         else 0.0,
         "seconds_to_best": round(timing.best_at_seconds, 2),
         "seconds_final_ranking": round(eval_seconds, 2),
+        "validations": timing.validations,
         "device": str(device),
         **peak_memory_mb(device),
     }
