@@ -10,9 +10,12 @@ import torch
 
 from diffusion_rec.baselines import EASE, MostPopular, MultVAE
 from diffusion_rec.config import Config, DiffusionConfig
+from diffusion_rec.data import from_splits
 from diffusion_rec.denoiser import DiffRecDenoiser, sinusoidal_embedding
 from diffusion_rec.latent import ClusteredVAE, cluster_items, latent_widths
+from diffusion_rec.training import build_model, load_data_for
 from shared.config import ConfigError, load_config
+from shared.data.movielens import InteractionSplits
 from shared.metrics import interaction_matrix
 
 
@@ -93,6 +96,47 @@ def test_ease_weights_have_a_zero_diagonal_and_solve_the_closed_form():
     assert torch.all(model.weights.diagonal() == 0)
 
 
+def _tiny_splits() -> InteractionSplits:
+    # training pairs in time order per user; held-out pairs disjoint from them
+    train = torch.tensor([[0, 0], [0, 1], [0, 2], [1, 1], [1, 3], [2, 0], [2, 3], [2, 1]])
+    return InteractionSplits(
+        train=train,
+        valid=torch.tensor([[0, 3]]),
+        test=torch.tensor([[1, 0]]),
+        n_users=3,
+        n_items=4,
+        item_emb=None,
+        name="tiny",
+    )
+
+
+def test_t_ease_is_ease_fitted_and_scored_on_the_temporally_weighted_history():
+    config = Config(model="tease")
+    config.ease.l2 = 0.5
+    weighted = from_splits(_tiny_splits(), temporal=(0.1, 1.0))
+    t_ease = build_model(config, weighted)
+
+    # EASE's closed form on the weighted matrix
+    x = weighted.train_input.to_dense().double()
+    precision = torch.linalg.inv(x.T @ x + 0.5 * torch.eye(4, dtype=torch.float64))
+    expected = torch.eye(4, dtype=torch.float64) - precision / precision.diagonal()
+    expected.fill_diagonal_(0.0)
+    torch.testing.assert_close(t_ease.weights.double(), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(t_ease.weights, EASE(weighted.train, 0.5).weights)
+
+    # with every weight 1 the input is binary and T-EASE is EASE
+    flat = from_splits(_tiny_splits(), temporal=(1.0, 1.0))
+    torch.testing.assert_close(build_model(config, flat).weights, EASE(flat.train, 0.5).weights)
+
+
+def test_t_ease_loads_the_temporally_weighted_input_and_ease_the_binary_one():
+    weighted = load_data_for(Config(model="tease")).train_input.values()
+    binary = load_data_for(Config(model="ease")).train_input.values()
+    assert math.isclose(weighted.min().item(), 0.1, rel_tol=1e-6)
+    assert weighted.max() == 1.0
+    assert torch.all(binary == 1.0)
+
+
 def test_multvae_loss_is_finite_and_scores_have_item_shape():
     model = MultVAE(n_items=12, hidden_dims=[6, 3])
     batch = (torch.rand(4, 12) > 0.5).float()
@@ -110,3 +154,5 @@ def test_unknown_model_names_and_bad_values_are_config_errors(tmp_path):
         load_config(Config, None, ["diffusion.stepz=3"])
     with pytest.raises(ValueError, match="noise_steps"):
         DiffusionConfig(steps=5, noise_steps=6)
+    with pytest.raises(ValueError, match="item_embeddings"):
+        load_config(Config, None, ["latent.item_embeddings=word2vec"])

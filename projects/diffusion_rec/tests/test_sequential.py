@@ -81,21 +81,6 @@ def test_augmentation_appends_unseen_generated_items_to_sparse_users_only(ml100k
         assert not set(new[-2:]) & set(original)
 
 
-def test_preference_conditioned_image_model_trains_and_generates_uint8_images():
-    from diffusion_rec.content import CategoryJudge, PreferenceImageDiffusion
-
-    model = PreferenceImageDiffusion(categories=10, width=8, steps=10)
-    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
-    loss = model.training_step((images, torch.tensor([0, 1, 2, 3])), 0)
-    loss.backward()
-    assert torch.isfinite(loss)
-    assert model.preference.weight.grad is not None
-    generated = model.generate(torch.eye(10)[:2], inference_steps=2)
-    assert generated.shape == (2, 3, 32, 32)
-    assert generated.dtype == torch.uint8
-    assert CategoryJudge()(generated).shape == (2, 10)
-
-
 def test_rescaled_ddpm_schedule_leaves_almost_no_signal_at_the_last_step():
     from diffusers import DDPMScheduler
 
@@ -152,3 +137,60 @@ def test_the_most_recent_item_has_the_same_position_in_training_and_scoring(ml10
 def test_padding_is_the_zero_vector_at_initialisation():
     for model in (SASRec(1682, hidden=16), DreamRec(1682, hidden=16, steps=10)):
         assert torch.count_nonzero(model.encoder.item_embedding.weight[0]) == 0
+
+
+def test_exponential_schedule_keeps_the_vp_sde_signal_whatever_the_number_of_steps():
+    import math
+
+    from diffusers import DDPMScheduler
+
+    from diffusion_rec.sequential import diffusion_schedule, vp_exponential_betas
+
+    for steps in (20, 200, 2000):
+        betas = vp_exponential_betas(steps)
+        assert betas.shape == (steps,)
+        assert bool((betas[1:] > betas[:-1]).all())  # noise grows along the chain
+        scheduler = DDPMScheduler(num_train_timesteps=steps, **diffusion_schedule("exp", steps))
+        # abar_T = exp(-int_0^1 beta(s) ds) = exp(-(0.1 + 10) / 2)
+        assert float(scheduler.alphas_cumprod[-1]) == pytest.approx(math.exp(-5.05), rel=1e-3)
+    with pytest.raises(ValueError, match="beta_schedule"):
+        diffusion_schedule("sigmoid", 10)
+
+
+def test_default_dreamrec_denoiser_is_one_linear_map_of_noisy_item_guidance_and_time():
+    model = DreamRec(1682, max_len=20, hidden=16, steps=10)
+    linears = [m for m in model.denoiser.net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(48, 16)]
+    # affine in x_t for fixed guidance and step: f(a) + f(b) - f(0) = f(a + b)
+    f = model.denoiser
+    c, t = torch.randn(4, 16), torch.full((4,), 3)
+    a, b, zero = torch.randn(4, 16), torch.randn(4, 16), torch.zeros(4, 16)
+    torch.testing.assert_close(f(a, c, t) + f(b, c, t) - f(zero, c, t), f(a + b, c, t))
+    deeper = DreamRec(1682, max_len=20, hidden=16, steps=10, denoiser_depth=2).denoiser
+    assert sum(isinstance(m, torch.nn.Linear) for m in deeper.net.modules()) == 2
+
+
+def test_null_guidance_starts_as_a_standard_normal_vector_like_the_items():
+    torch.manual_seed(0)
+    null = DreamRec(1682, hidden=256, steps=10).null_guidance.detach()
+    assert float(null.std()) == pytest.approx(1.0, abs=0.1)
+    assert float(null.abs().min()) > 0
+
+
+def test_dreamrec_steps_on_about_256_pairs_with_a_one_block_encoder(ml100k):
+    from diffusion_rec.config import SequentialConfig
+    from diffusion_rec.sequential import build_sequential, training_loader
+
+    config = SequentialConfig(max_len=20)
+    (batch,) = next(iter(training_loader("dreamrec", ml100k.train_inputs, config)))
+    assert len(batch) == config.dreamrec_batch_size
+    assert len(next(iter(training_loader("sasrec", ml100k.train_inputs, config)))[0]) == 128
+    # with 50-item histories a user holds ~40 (history, next item) pairs
+    pairs = ((load_ml100k_sequences(50).train_inputs > 0).sum(1) - 1).float().mean()
+    assert 200 < float(pairs) * config.dreamrec_batch_size < 300
+    dreamrec = build_sequential("dreamrec", ml100k, config)
+    assert len(dreamrec.encoder.transformer.layers) == 1
+    assert dreamrec.encoder.dropout.p == pytest.approx(0.1)
+    sasrec = build_sequential("sasrec", ml100k, config)
+    assert len(sasrec.encoder.transformer.layers) == 2
+    assert (dreamrec.lr, sasrec.lr) == (config.dreamrec_lr, config.lr) == (1e-4, 1e-3)

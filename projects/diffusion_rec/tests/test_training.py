@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from diffusion_rec.cli import main
 from diffusion_rec.config import Config
@@ -92,3 +94,45 @@ def test_reproduce_exits_1_when_its_check_fails(monkeypatch, passed, status):
         lambda config, resume: {"passed": passed, "checks": {}},
     )
     assert main(["reproduce"]) == status
+
+
+def test_train_applies_the_configs_model_settings_and_the_command_line_wins():
+    import argparse
+
+    from diffusion_rec.cli import with_experiment_overrides
+    from shared.config import load_config
+
+    cpu = str(Path(__file__).parents[1] / "configs" / "cpu.yaml")
+
+    def config_for(*overrides: str):
+        args = argparse.Namespace(config=cpu, overrides=list(overrides))
+        return with_experiment_overrides(load_config(Config, cpu, list(overrides)), args)
+
+    # configs/cpu.yaml trains L-DiffRec with lr 5e-4 and a [300] denoiser, as its table row
+    ldiffrec = config_for("model=ldiffrec")
+    assert (ldiffrec.train.lr, ldiffrec.denoiser.dims) == (0.0005, [300])
+    assert config_for("model=ldiffrec", "train.lr=0.002").train.lr == 0.002
+    noisy = config_for("model=diffrec", "data.dataset=ml-1m_noisy")
+    assert (noisy.diffusion.steps, noisy.diffusion.noise_scale) == (5, 0.5)
+    assert config_for("model=diffrec").train.lr == 0.001  # no override for plain DiffRec
+
+
+def test_test_metrics_come_from_the_validation_pass_that_selected_the_checkpoint(
+    tmp_path, small_ml1m
+):
+    from diffusion_rec.evaluation import evaluate
+    from diffusion_rec.training import model_scorer
+
+    # the selected checkpoint, ranked again from scratch, gives the reported metrics exactly
+    config = _quick("diffrec", max_epochs=4, eval_every=2)
+    run = Run.start("diffusion_rec", "select", config, root=tmp_path)
+    result = fit_and_evaluate(config, small_ml1m, run=run)
+    model = build_model(config, small_ml1m)
+    state = torch.load(run.checkpoint_dir / "best.ckpt", map_location="cpu", weights_only=False)
+    model.load_state_dict(state["state_dict"])
+    fresh = evaluate(model_scorer(model, small_ml1m, torch.device("cpu")), small_ml1m)
+    assert result["test"] == pytest.approx(fresh["test"], abs=1e-12)
+    assert result["valid"] == pytest.approx(fresh["valid"], abs=1e-12)
+    assert result["seconds_final_ranking"] < 0.01  # no second ranking pass ran
+    # test metrics are never logged per epoch
+    assert not any(key.startswith("test") for r in run.metrics() for key in r)

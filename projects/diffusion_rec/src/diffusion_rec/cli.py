@@ -1,13 +1,16 @@
 """``diffusion_rec <command> --config <yaml> [key.sub=value ...] [--resume]``.
 
 Commands: ``train`` one model (``model=diffrec|tdiffrec|ldiffrec|ltdiffrec|mostpop|ease|
-multvae``) and report its valid/test metrics; ``reproduce`` the experiment table, the
+tease|multvae|lightgcn``) and report its valid/test metrics, with the config's
+``experiment.dataset_overrides`` and ``model_overrides`` for that dataset and model applied
+as ``reproduce`` applies them (the command line still wins); ``reproduce`` the experiment table, the
 clean-vs-noisy comparison and the sweeps; ``bench`` our DiffRec against the authors'
 released code and RecBole's DiffRec.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from collections.abc import Sequence
@@ -48,6 +51,29 @@ def _train(config, resume: bool) -> int:
     return 0
 
 
+def with_experiment_overrides(config, args):
+    """The config ``reproduce`` would run for this model and dataset, command line last.
+
+    A config's per-dataset and per-model settings (``experiment.dataset_overrides``,
+    ``experiment.model_overrides``, e.g. L-DiffRec's lr and denoiser in configs/cpu.yaml)
+    apply to ``train`` too, so one model trains with the settings its table row used; an
+    explicit ``key=value`` on the command line overrides them.
+    """
+    from diffusion_rec.config import Config
+
+    experiment, model, dataset = config.experiment, config.model, config.data.dataset
+    extra = [
+        *experiment.dataset_overrides.get(dataset, []),
+        *experiment.model_overrides.get(model, []),
+        *experiment.model_overrides.get(f"{model}@{dataset}", []),
+    ]
+    if not extra:
+        return config
+    log.info("settings of %s on %s from the config's experiment: %s", model, dataset, extra)
+    args = argparse.Namespace(config=args.config, overrides=[*extra, *args.overrides])
+    return load_command_config(Config, args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from diffusion_rec.config import Config
 
@@ -60,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def dispatch(_argv) -> int:
         if args.command == "train":
-            return _train(config, args.resume)
+            return _train(with_experiment_overrides(config, args), args.resume)
         if args.command == "reproduce":
             from diffusion_rec.experiment import reproduce
 

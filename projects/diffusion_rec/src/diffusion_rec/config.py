@@ -8,8 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-MODELS = ("diffrec", "tdiffrec", "ldiffrec", "ltdiffrec", "mostpop", "ease", "multvae")
+MODELS = (
+    "diffrec",
+    "tdiffrec",
+    "ldiffrec",
+    "ltdiffrec",
+    "mostpop",
+    "ease",
+    "tease",
+    "multvae",
+    "lightgcn",
+)
 DIFFUSION_MODELS = ("diffrec", "tdiffrec", "ldiffrec", "ltdiffrec")
+# models that read T-DiffRec's temporally weighted history (T-EASE: EASE on that input)
+TEMPORAL_MODELS = ("tdiffrec", "ltdiffrec", "tease")
+# models without randomness: one run stands for every seed
+DETERMINISTIC_MODELS = ("mostpop", "ease", "tease")
+ITEM_EMBEDDING_SOURCES = ("file", "lightgcn")
 
 
 @dataclass
@@ -82,6 +97,20 @@ class LatentConfig:
     vae_anneal_cap: float = 0.3  # KL weight grows linearly to this ...
     vae_anneal_steps: int = 200  # ... over this many batches
     kmeans_seed: int = 0
+    # what the k-means clusters: the dataset's item_emb.npy (file; the authors ship LightGCN
+    # embeddings) or the item embeddings of a LightGCN trained here on the training split
+    # for `lightgcn_epochs` epochs with the `lightgcn` settings (lightgcn)
+    item_embeddings: str = "file"
+    lightgcn_epochs: int = 20
+
+    def __post_init__(self) -> None:
+        if self.item_embeddings not in ITEM_EMBEDDING_SOURCES:
+            raise ValueError(
+                f"latent.item_embeddings must be one of {ITEM_EMBEDDING_SOURCES}, got "
+                f"{self.item_embeddings!r}"
+            )
+        if self.lightgcn_epochs < 1:
+            raise ValueError(f"latent.lightgcn_epochs must be >= 1, got {self.lightgcn_epochs}")
 
 
 @dataclass
@@ -105,6 +134,19 @@ class MultVAEConfig:
     anneal_cap: float = 0.2
     lr: float = 0.001
     batch_size: int = 500
+
+
+@dataclass
+class LightGCNConfig:
+    """LightGCN (He et al., SIGIR 2020), the paper's settings (Sec. 4.1.2)."""
+
+    dim: int = 64  # embedding size
+    layers: int = 3  # K propagation layers
+    reg: float = 1e-4  # lambda, L2 weight on the batch's ego embeddings
+    lr: float = 0.001  # Adam
+    # training pairs per step, one sampled negative each (the paper's Amazon-Book value)
+    batch_size: int = 2048
+    init_std: float = 0.1  # N(0, std^2) initial embeddings, as the authors' PyTorch code
 
 
 @dataclass
@@ -186,8 +228,18 @@ class SequentialConfig:
     max_epochs: int = 100
     eval_every: int = 5
     patience_evals: int = 4  # stop after this many validations without a better Recall@20
-    # Limitation: shorter than the chains DreamRec reports; keeps generation cheap on CPUs
-    steps: int = 100
+    # DreamRec's encoder is one Transformer block with dropout 0.1 (released Tenc)
+    dreamrec_layers: int = 1
+    dreamrec_dropout: float = 0.1
+    # users per DreamRec step: ~240 (history, next item) pairs, near DreamRec's batch of 256
+    # prefixes; a SASRec-sized batch of 128 users gives ~5,000 pairs and 45x fewer updates
+    dreamrec_batch_size: int = 6
+    # DreamRec's Adam lr: 1e-4 gave the better validation HR@20 of {1e-3, 1e-4} on ML-100K
+    # (0.0212 vs 0.0138); the released commands use 1e-3 to 5e-5 by dataset
+    dreamrec_lr: float = 1e-4
+    steps: int = 200  # DreamRec's --timesteps default (500 in its YooChoose/Zhihu commands)
+    beta_schedule: str = "exp"  # DreamRec's default --beta_sche (also 'linear', 'cosine')
+    denoiser_depth: int = 1  # linear layers; DreamRec's default 'mlp1' is one linear map
     p_uncond: float = 0.1  # DreamRec's probability of training without guidance
     guidance_weight: float = 2.0  # DreamRec's classifier-free guidance w
     # DreamRec's item embeddings start as N(0, 1) (released Tenc); SASRec keeps hidden^-0.5
@@ -203,12 +255,45 @@ class ContentConfig:
 
     enabled: bool = False
     epochs: int = 20
-    judge_epochs: int = 10
-    width: int = 32  # UNet base channels
-    steps: int = 200  # DDPM training steps
-    inference_steps: int = 50
-    per_category: int = 10  # images generated per preferred category
-    limit: int | None = None  # use only the first `limit` training images
+    batch_size: int = 64
+    lr: float = 1e-3  # AdamW, after a linear warm-up; small UNets tolerate far more than 2e-4
+    warmup_steps: int = 100
+    ema_decay: float = 0.995  # sampling uses the moving average of the weights
+    # generator resolution: CIFAR-10 average-pooled from 32x32 (16 keeps a CPU run short);
+    # the judge sees real and generated images at this same resolution
+    image_size: int = 16
+    width: int = 32  # UNet base channels (levels: width, 2 width, 2 width)
+    steps: int = 1000  # DDPM training steps (cosine schedule)
+    inference_steps: int = 50  # DDIM sampling steps
+    p_uncond: float = 0.1  # probability of the null preference in training (CFG, Ho & Salimans)
+    guidance_scale: float = 3.0  # eps_null + w (eps_pref - eps_null); 1 is no guidance
+    per_category: int = 20  # images generated per preferred category
+    judge_weights: str = ""  # EfficientNet-Lite0 state dict; "" is the pip package's copy
+    judge_input_size: int = 96  # images are upsampled to this before the judge's backbone
+    limit: int | None = None  # a random `limit` of the training images
+
+    def __post_init__(self) -> None:
+        if self.image_size not in (8, 16, 32):
+            raise ValueError(f"content.image_size must be 8, 16 or 32, got {self.image_size}")
+        if not 0.0 < self.p_uncond < 1.0:
+            raise ValueError(
+                f"content.p_uncond must be in (0, 1) so both the null and the preferred "
+                f"inputs are trained, got {self.p_uncond}"
+            )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"content.ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("epochs", "batch_size", "width", "steps", "inference_steps", "per_category"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"content.{name} must be >= 1, got {getattr(self, name)}")
+        if self.inference_steps > self.steps:
+            raise ValueError(
+                f"content.inference_steps ({self.inference_steps}) cannot exceed "
+                f"content.steps ({self.steps})"
+            )
+        if self.width % 8:
+            raise ValueError(f"content.width must be a multiple of 8 (GroupNorm), got {self.width}")
+        if self.lr <= 0:
+            raise ValueError(f"content.lr must be > 0, got {self.lr}")
 
 
 @dataclass
@@ -242,6 +327,7 @@ class Config:
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     ease: EASEConfig = field(default_factory=EASEConfig)
     multvae: MultVAEConfig = field(default_factory=MultVAEConfig)
+    lightgcn: LightGCNConfig = field(default_factory=LightGCNConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     parity: ParityConfig = field(default_factory=ParityConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)

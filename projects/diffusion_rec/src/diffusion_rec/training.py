@@ -4,8 +4,14 @@ Validation follows DiffRec's code: every ``eval_every`` epochs the model ranks a
 every user (training items masked), the best validation Recall@20 is checkpointed, and
 training stops after ``early_stop_epochs`` epochs without improvement. The ranking pass is a
 callback rather than Lightning's validation loop because one pass scores all users in
-large batches and feeds both Recall definitions. The test split is ranked once, with the
-best checkpoint.
+large batches and feeds both Recall definitions.
+
+Every model here scores a user from the training history (or the user id) whatever the
+split, so the scores of a validation pass are also the test scores: the same pass computes
+the test metrics (training + validation items masked), which are kept with the best
+checkpoint and never logged or used for selection, as the released code evaluates test at
+every validation. The selected checkpoint's test metrics are then those of that pass, and
+no second ranking pass runs after training (it would recompute the same scores).
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from diffusion_rec.baselines import EASE, MostPopular, MultVAE
-from diffusion_rec.config import DIFFUSION_MODELS, Config
+from diffusion_rec.baselines import EASE, LightGCN, MostPopular, MultVAE
+from diffusion_rec.config import DIFFUSION_MODELS, TEMPORAL_MODELS, Config
 from diffusion_rec.data import RecData, dense_rows, load_dataset
 from diffusion_rec.diffrec import DiffRecModule
 from diffusion_rec.evaluation import evaluate
@@ -65,7 +72,13 @@ def history_loader(matrix: torch.Tensor, batch_size: int, shuffle: bool) -> Data
 
 
 def model_scorer(model: Any, data: RecData, device: torch.device):
-    """A function from user ids to (batch, items) scores on ``device``."""
+    """A function from user ids to (batch, items) scores on ``device``.
+
+    Models with user embeddings (LightGCN) score by user id through ``score_users(users)``;
+    every other model reads each user's training history through ``score(history)``.
+    """
+    if hasattr(model, "score_users"):
+        return lambda users: model.score_users(users.to(device))
     inputs = data.train_input
 
     def score_users(users: torch.Tensor) -> torch.Tensor:
@@ -109,6 +122,8 @@ class RankingValidation(Callback):
         self.batch_size, self.checkpoint_dir, self.run = batch_size, checkpoint_dir, run
         self.selection, self.timing = selection, timing
         self.best, self.best_epoch = -float("inf"), 0
+        # valid and test metrics of the best checkpoint, from the pass that selected it
+        self.best_metrics: dict[str, dict[str, float]] | None = None
         self._epoch_start = 0.0
 
     @property
@@ -116,10 +131,11 @@ class RankingValidation(Callback):
         return self.checkpoint_dir / "best.ckpt"
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_metrics": self.best_metrics}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
+        self.best_metrics = state_dict.get("best_metrics")
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.timing.started = time.perf_counter()
@@ -137,7 +153,8 @@ class RankingValidation(Callback):
         if epoch % self.every == 0:
             start = time.perf_counter()
             scorer = model_scorer(pl_module, self.data, pl_module.device)
-            metrics = evaluate(scorer, self.data, ("valid",), self.batch_size)["valid"]
+            ranked = evaluate(scorer, self.data, ("valid", "test"), self.batch_size)
+            metrics = ranked["valid"]
             self.timing.eval_seconds.append(time.perf_counter() - start)
             self.timing.validations.append(
                 {
@@ -150,7 +167,7 @@ class RankingValidation(Callback):
             record.update({f"valid_{key}": value for key, value in metrics.items()})
             value = metrics[self.selection]
             if value > self.best:
-                self.best, self.best_epoch = value, epoch
+                self.best, self.best_epoch, self.best_metrics = value, epoch, ranked
                 self.timing.best_at_seconds = time.perf_counter() - self.timing.started
                 trainer.save_checkpoint(self.best_path)
             log.info(
@@ -179,6 +196,12 @@ def build_model(config: Config, data: RecData):
         return MostPopular(data.train)
     if name == "ease":
         return EASE(data.train, config.ease.l2)
+    if name == "tease":
+        # T-EASE: EASE fitted on T-DiffRec's temporally weighted history (load_data_for
+        # builds it), which it also scores from; everything else is EASE
+        return EASE(data.train_input, config.ease.l2)
+    if name == "lightgcn":
+        return build_lightgcn(config, data)
     if name == "multvae":
         m = config.multvae
         return MultVAE(
@@ -186,13 +209,8 @@ def build_model(config: Config, data: RecData):
         )
     cluster_ids = None
     if name in ("ldiffrec", "ltdiffrec"):
-        if data.item_emb is None:
-            raise ValueError(
-                f"{name} clusters items by their embeddings, but dataset {data.name!r} has no "
-                "item_emb.npy; add one (e.g. LightGCN item embeddings) beside its splits"
-            )
         cluster_ids = cluster_items(
-            data.item_emb, config.latent.clusters, config.latent.kmeans_seed
+            item_embeddings_for(config, data), config.latent.clusters, config.latent.kmeans_seed
         )
     # the released argparse turns any --reweight value into True
     reweight = config.diffusion.reweight or config.parity.bool_flags_from_strings
@@ -211,9 +229,56 @@ def build_model(config: Config, data: RecData):
     )
 
 
+def build_lightgcn(config: Config, data: RecData) -> LightGCN:
+    g = config.lightgcn
+    return LightGCN(data.train, g.dim, g.layers, g.reg, g.lr, g.batch_size, g.init_std)
+
+
+def item_embeddings_for(config: Config, data: RecData) -> torch.Tensor:
+    """(items, dim) embeddings L-DiffRec clusters: the dataset's file, or LightGCN's trained here.
+
+    DiffRec's L-DiffRec clusters the item embeddings of a LightGCN trained on the dataset;
+    ``latent.item_embeddings=lightgcn`` trains that LightGCN on the training split for
+    ``latent.lightgcn_epochs`` epochs (a fixed budget, no validation) instead of reading
+    ``item_emb.npy``.
+    """
+    if config.latent.item_embeddings == "file":
+        if data.item_emb is None:
+            raise ValueError(
+                f"{config.model} clusters items by their embeddings, but dataset {data.name!r} "
+                "has no item_emb.npy; add one beside its splits, or set "
+                "latent.item_embeddings=lightgcn to train LightGCN embeddings here"
+            )
+        return data.item_emb
+    started = time.perf_counter()
+    model = build_lightgcn(config, data)
+    device = select_device(config.train.device)
+    trainer = L.Trainer(
+        accelerator=device.type if device.type != "cuda" else "gpu",
+        devices=1,
+        max_epochs=config.latent.lightgcn_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=config.train.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    trainer.fit(model)
+    embeddings = model.item_embeddings().cpu()
+    log.info(
+        "LightGCN item embeddings %s for %s: %d epochs, %.0f s",
+        tuple(embeddings.shape),
+        config.model,
+        config.latent.lightgcn_epochs,
+        time.perf_counter() - started,
+    )
+    return embeddings
+
+
 def load_data_for(config: Config) -> RecData:
     temporal = None
-    if config.model in ("tdiffrec", "ltdiffrec"):
+    if config.model in TEMPORAL_MODELS:
         temporal = (config.temporal.w_min, config.temporal.w_max)
     return load_dataset(config.data.dataset, config.data.source, temporal=temporal)
 
@@ -274,7 +339,12 @@ def fit_and_evaluate(
             limit_val_batches=0,
             default_root_dir=str(checkpoint_dir.parent),
         )
-        loader = history_loader(data.train_input, train.batch_size, shuffle=True)
+        # models whose epoch is not a pass over users (LightGCN: over pairs) bring their own
+        loader = (
+            None
+            if is_overridden("train_dataloader", model)
+            else history_loader(data.train_input, train.batch_size, shuffle=True)
+        )
         last = checkpoint_dir / "last.ckpt"
         ckpt_path = str(last) if resume and last.exists() else None
         if ckpt_path:
@@ -293,11 +363,15 @@ def fit_and_evaluate(
         model = model.to(device)
     fit_seconds = time.perf_counter() - started
 
-    # rank valid and test with the selected weights
+    # valid and test metrics of the selected weights: from the validation pass that selected
+    # them, or (closed-form models, or no validation ran) from one ranking pass now
     start = time.perf_counter()
-    metrics = evaluate(
-        model_scorer(model, data, device), data, ("valid", "test"), train.eval_batch_size
-    )
+    if validation is not None and validation.best_metrics is not None:
+        metrics = validation.best_metrics
+    else:
+        metrics = evaluate(
+            model_scorer(model, data, device), data, ("valid", "test"), train.eval_batch_size
+        )
     eval_seconds = time.perf_counter() - start
     per_epoch = float(np.mean(timing.epoch_seconds)) if timing.epoch_seconds else 0.0
     result = {
