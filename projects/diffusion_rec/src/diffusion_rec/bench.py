@@ -342,58 +342,42 @@ def bench(config: Config) -> dict[str, Any]:
     ]
     ratios: dict[str, float] = {}
     curves = {"ours": ours.get("validations", [])}
+    peers: dict[str, tuple[str, dict[str, Any]]] = {}
     released = report["released"]
     if released and "test" in released:
         # its per-epoch "costs" include the validation + test ranking every 5th epoch
         seconds = released["epoch_seconds"]
         train_only = [s for i, s in enumerate(seconds, start=1) if i % 5]
-        per_epoch = sum(train_only) / max(len(train_only), 1)
-        to_best = sum(seconds[: released.get("best_epoch", len(seconds))])
-        released["seconds_to_best"] = to_best
-        rows.append(
-            _row(
-                "released code (YiyanXu/DiffRec), seed 1",
-                per_epoch,
-                to_best,
-                released["seconds_total"],
-                released["peak_rss_mb"],
-                released["test"],
-                released["epochs"],
-            )
-        )
-        curves["released"] = released.get("validations", [])
-        ratios["time ours/released (total)"] = ours["seconds_total"] / released["seconds_total"]
-        ratios["cpu time ours/released"] = ours["cpu_seconds"] / max(released["cpu_seconds"], 1e-9)
-        ratios["time ours/released (to best)"] = ours["seconds_to_best"] / max(to_best, 1e-9)
-        ratios["time ours/released (per epoch)"] = ours["seconds_per_epoch"] / max(per_epoch, 1e-9)
-        ratios["recall_rel@20 ours - released"] = (
-            ours["test"]["recall_rel@20"] - released["test"]["recall_rel@20"]
-        )
+        released["seconds_per_epoch"] = sum(train_only) / max(len(train_only), 1)
+        released["seconds_to_best"] = sum(seconds[: released.get("best_epoch", len(seconds))])
+        peers["released"] = ("released code (YiyanXu/DiffRec), seed 1", released)
     recbole = report["recbole"]
     if recbole and "test" in recbole:
+        peers["recbole"] = (f"RecBole DiffRec, seed {seeds[0]}", recbole)
+    for peer, (label, theirs) in peers.items():
         rows.append(
             _row(
-                f"RecBole DiffRec, seed {seeds[0]}",
-                recbole["seconds_per_epoch"],
-                recbole.get("seconds_to_best"),
-                recbole["seconds_total"],
-                recbole["peak_rss_mb"],
-                recbole["test"],
-                recbole["epochs"],
+                label,
+                theirs["seconds_per_epoch"],
+                theirs.get("seconds_to_best"),
+                theirs["seconds_total"],
+                theirs["peak_rss_mb"],
+                theirs["test"],
+                theirs["epochs"],
             )
         )
-        curves["recbole"] = recbole.get("validations", [])
-        ratios["time ours/recbole (total)"] = ours["seconds_total"] / recbole["seconds_total"]
-        ratios["cpu time ours/recbole"] = ours["cpu_seconds"] / max(recbole["cpu_seconds"], 1e-9)
-        if recbole.get("seconds_to_best"):
-            ratios["time ours/recbole (to best)"] = (
-                ours["seconds_to_best"] / recbole["seconds_to_best"]
+        curves[peer] = theirs.get("validations", [])
+        ratios[f"time ours/{peer} (total)"] = ours["seconds_total"] / theirs["seconds_total"]
+        ratios[f"cpu time ours/{peer}"] = ours["cpu_seconds"] / max(theirs["cpu_seconds"], 1e-9)
+        if theirs.get("seconds_to_best"):
+            ratios[f"time ours/{peer} (to best)"] = (
+                ours["seconds_to_best"] / theirs["seconds_to_best"]
             )
-        ratios["time ours/recbole (per epoch)"] = ours["seconds_per_epoch"] / max(
-            recbole["seconds_per_epoch"], 1e-9
+        ratios[f"time ours/{peer} (per epoch)"] = ours["seconds_per_epoch"] / max(
+            theirs["seconds_per_epoch"], 1e-9
         )
-        ratios["recall_rel@20 ours - recbole"] = (
-            ours["test"]["recall_rel@20"] - recbole["test"]["recall_rel@20"]
+        ratios[f"recall_rel@20 ours - {peer}"] = (
+            ours["test"]["recall_rel@20"] - theirs["test"]["recall_rel@20"]
         )
 
     # time to a validation level every implementation reaches (seed-1 runs)

@@ -3,8 +3,8 @@
 Commands: ``train`` one model (``model=diffrec|tdiffrec|ldiffrec|ltdiffrec|mostpop|ease|
 tease|multvae|lightgcn``) and report its valid/test metrics, with the config's
 ``experiment.dataset_overrides`` and ``model_overrides`` for that dataset and model applied
-as ``reproduce`` applies them (the command line still wins); ``reproduce`` the experiment table, the
-clean-vs-noisy comparison and the sweeps; ``bench`` our DiffRec against the authors'
+as ``reproduce`` applies them (the command line still wins); ``reproduce`` the experiment
+table, the clean-vs-noisy comparison and the sweeps; ``bench`` our DiffRec against the authors'
 released code and RecBole's DiffRec.
 """
 
@@ -60,13 +60,10 @@ def with_experiment_overrides(config, args):
     explicit ``key=value`` on the command line overrides them.
     """
     from diffusion_rec.config import Config
+    from diffusion_rec.experiment import experiment_overrides
 
-    experiment, model, dataset = config.experiment, config.model, config.data.dataset
-    extra = [
-        *experiment.dataset_overrides.get(dataset, []),
-        *experiment.model_overrides.get(model, []),
-        *experiment.model_overrides.get(f"{model}@{dataset}", []),
-    ]
+    model, dataset = config.model, config.data.dataset
+    extra = experiment_overrides(config, dataset, model)
     if not extra:
         return config
     log.info("settings of %s on %s from the config's experiment: %s", model, dataset, extra)

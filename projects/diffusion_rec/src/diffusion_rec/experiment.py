@@ -59,12 +59,24 @@ DISPLAY = {
 }
 
 
+def experiment_overrides(base: Config, dataset: str, model: str) -> list[str]:
+    """The config's dotted settings for ``model`` on ``dataset``, in the order they apply.
+
+    ``experiment.dataset_overrides[dataset]``, then ``model_overrides[model]``, then
+    ``model_overrides["model@dataset"]``; ``reproduce`` and ``train`` both read them here.
+    """
+    experiment = base.experiment
+    return [
+        *experiment.dataset_overrides.get(dataset, []),
+        *experiment.model_overrides.get(model, []),
+        *experiment.model_overrides.get(f"{model}@{dataset}", []),
+    ]
+
+
 def run_config(base: Config, dataset: str, model: str, seed: int, **overrides: Any) -> Config:
     """The config of one run: the base, then the dataset's and model's overrides, then ours."""
     dotted = [f"model={model}", f"data.dataset={dataset}", f"train.seed={seed}"]
-    dotted += base.experiment.dataset_overrides.get(dataset, [])
-    dotted += base.experiment.model_overrides.get(model, [])
-    dotted += base.experiment.model_overrides.get(f"{model}@{dataset}", [])
+    dotted += experiment_overrides(base, dataset, model)
     dotted += [f"{key}={value}" for key, value in overrides.items()]
     try:
         merged = OmegaConf.merge(OmegaConf.structured(base), OmegaConf.from_dotlist(dotted))

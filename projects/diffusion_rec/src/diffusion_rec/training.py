@@ -92,7 +92,6 @@ def model_scorer(model: Any, data: RecData, device: torch.device):
 class Timing:
     epoch_seconds: list[float] = field(default_factory=list)  # training time of each epoch
     eval_seconds: list[float] = field(default_factory=list)  # each validation ranking pass
-    best_at_seconds: float = float("nan")  # wall clock from fit start to the best validation
     # every validation: epoch, both Recall@20 variants, wall clock since fit start
     validations: list[dict[str, float]] = field(default_factory=list)
     started: float = 0.0
@@ -168,7 +167,6 @@ class RankingValidation(Callback):
             value = metrics[self.selection]
             if value > self.best:
                 self.best, self.best_epoch, self.best_metrics = value, epoch, ranked
-                self.timing.best_at_seconds = time.perf_counter() - self.timing.started
                 trainer.save_checkpoint(self.best_path)
             log.info(
                 "epoch %d: valid %s %.4f (best %.4f at epoch %d)",
@@ -229,6 +227,26 @@ def build_model(config: Config, data: RecData):
     )
 
 
+def lightning_trainer(
+    config: Config, device: torch.device, max_epochs: int, **options: Any
+) -> L.Trainer:
+    """Lightning's Trainer as this project trains: one device, no logger, no Lightning
+    checkpointing or validation loop (``RankingValidation`` does both); ``options`` add to it.
+    """
+    return L.Trainer(
+        accelerator=device.type if device.type != "cuda" else "gpu",
+        devices=1,
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=config.train.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        **options,
+    )
+
+
 def build_lightgcn(config: Config, data: RecData) -> LightGCN:
     g = config.lightgcn
     return LightGCN(data.train, g.dim, g.layers, g.reg, g.lr, g.batch_size, g.init_std)
@@ -253,18 +271,7 @@ def item_embeddings_for(config: Config, data: RecData) -> torch.Tensor:
     started = time.perf_counter()
     model = build_lightgcn(config, data)
     device = select_device(config.train.device)
-    trainer = L.Trainer(
-        accelerator=device.type if device.type != "cuda" else "gpu",
-        devices=1,
-        max_epochs=config.latent.lightgcn_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=config.train.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-    trainer.fit(model)
+    lightning_trainer(config, device, config.latent.lightgcn_epochs).fit(model)
     embeddings = model.item_embeddings().cpu()
     log.info(
         "LightGCN item embeddings %s for %s: %d epochs, %.0f s",
@@ -325,18 +332,12 @@ def fit_and_evaluate(
             selection,
             timing,
         )
-        trainer = L.Trainer(
-            accelerator=device.type if device.type != "cuda" else "gpu",
-            devices=1,
-            precision=precision,  # type: ignore[arg-type]
-            max_epochs=train.max_epochs,
+        trainer = lightning_trainer(
+            config,
+            device,
+            train.max_epochs,
+            precision=precision,
             callbacks=[validation],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=train.progress_bar,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
             default_root_dir=str(checkpoint_dir.parent),
         )
         # models whose epoch is not a pass over users (LightGCN: over pairs) bring their own
@@ -374,6 +375,11 @@ def fit_and_evaluate(
         )
     eval_seconds = time.perf_counter() - start
     per_epoch = float(np.mean(timing.epoch_seconds)) if timing.epoch_seconds else 0.0
+    best_epoch = validation.best_epoch if validation is not None else 0
+    # wall clock from fit start to the validation that selected the weights (nan: none here)
+    to_best = next(
+        (v["since_fit"] for v in timing.validations if v["epoch"] == best_epoch), float("nan")
+    )
     result = {
         "model": config.model,
         "dataset": data.name,
@@ -381,13 +387,13 @@ def fit_and_evaluate(
         "valid": metrics["valid"],
         "test": metrics["test"],
         "epochs": epochs_run,
-        "best_epoch": validation.best_epoch if validation is not None else 0,
+        "best_epoch": best_epoch,
         "seconds_fit": round(fit_seconds, 2),
         "seconds_per_epoch": round(per_epoch, 3),
         "seconds_per_validation": round(float(np.mean(timing.eval_seconds)), 3)
         if timing.eval_seconds
         else 0.0,
-        "seconds_to_best": round(timing.best_at_seconds, 2),
+        "seconds_to_best": round(to_best, 2),
         "seconds_final_ranking": round(eval_seconds, 2),
         "validations": timing.validations,
         "device": str(device),
